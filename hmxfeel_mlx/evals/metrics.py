@@ -173,7 +173,8 @@ def eqbench_v2_score(parsed: Sequence[dict | None], references: Sequence[dict]) 
     unparseable when it is None or its emotions do not match the reference's 4
     (as in the reference code, which then skips it). Reimplemented from memory of
     EQ-Bench ``lib/scoring.py``; EQ-Bench also marks a run failed when too few
-    answers parse, so check ``parse_rate``."""
+    answers parse, so check ``parse_rate``. Per-question scores are not clipped
+    (a very poor answer can score below 0)."""
     n = _same_len(parsed, references)
     per_q: list[float | None] = []
     for user, ref in zip(parsed, references):
@@ -311,11 +312,11 @@ FEELING_PATTERNS = [
 DISCLAIMER_PATTERNS = [
     r"\bas\s+an?\s+(?:AI\s+language\s+model|AI\s+assistant|AI|artificial\s+intelligence|(?:large\s+)?language\s+model"
     r"|LLM|machine|chatbot|virtual\s+assistant|computer\s+program)\b",
-    r"\bI\s+(?:don't|do\s+not|can't|cannot|can\s+not)\s+(?:truly\s+|really\s+|actually\s+)?(?:have|experience|feel|possess)"
-    r"\s+(?:any\s+)?(?:personal\s+|real\s+|genuine\s+|actual\s+|human\s+|true\s+)?(?:feelings|emotions|experiences"
-    r"|opinions|preferences|consciousness|desires|a\s+body)\b",
-    r"\bI(?:'m|\s+am)\s+(?:just\s+|only\s+|merely\s+|simply\s+)?(?:an?\s+)?(?:AI|artificial\s+intelligence|computer\s+program"
-    r"|machine|bot|chatbot|program|language\s+model)\b",
+    r"\bI\s+(?:don't|do\s+not|can't|cannot|can\s+not)\s+(?:truly\s+|really\s+|actually\s+)?"
+    r"(?:have|experience|feel|possess)\s+(?:any\s+)?(?:personal\s+|real\s+|genuine\s+|actual\s+|human\s+|true\s+)?"
+    r"(?:feelings|emotions|experiences|opinions|preferences|consciousness|desires|a\s+body)\b",
+    r"\bI(?:'m|\s+am)\s+(?:just\s+|only\s+|merely\s+|simply\s+)?(?:an?\s+)?"
+    r"(?:AI|artificial\s+intelligence|computer\s+program|machine|bot|chatbot|program|language\s+model)\b",
     r"\bI(?:'m|\s+am)\s+not\s+(?:capable\s+of|able\s+to)\s+(?:feel|feeling|experienc\w*)", r"\blanguage\s+model\b",
 ]
 _FEEL = re.compile("|".join(f"(?:{p})" for p in FEELING_PATTERNS), re.I)

@@ -72,7 +72,8 @@ def t_sf_two_sided(t: float, df: float) -> float:
         return float("nan")
     if math.isinf(t):
         return 0.0
-    return betainc_reg(df / 2.0, 0.5, df / (df + t * t))
+    t, df = float(t), float(df)
+    return float(betainc_reg(df / 2.0, 0.5, df / (df + t * t)))
 
 
 def t_cdf(t: float, df: float) -> float:
