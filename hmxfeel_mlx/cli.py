@@ -101,6 +101,116 @@ def doctor(no_bench):
         click.echo(f"{len(problems)} problem(s) found; the fix column says what to run.")
 
 
+def _default_run_dir(config) -> str:
+    import time
+    from pathlib import Path
+
+    name = Path(str(config.model)).name.removesuffix(".gguf")
+    return str(Path("runs") / f"{name}-{config.direction}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("model", required=False, metavar="MODEL")
+@click.option("--direction", type=click.Choice(["forward", "reverse"]), default=None,
+              help="forward = human-like (default), reverse = machine-like control.")
+@click.option("--seed", type=int, default=None)
+@click.option("--steps", type=click.IntRange(1), default=None)
+@click.option("--run-dir", type=click.Path(path_type=str), default=None, help="Where to write the run (default runs/...).")
+@click.option("--config", "config_file", type=click.Path(path_type=str), default=None, help="JSON/YAML config file.")
+@click.option("--resume", type=click.Path(path_type=str), default=None, help="Continue a run from its last checkpoint.")
+@click.option("--group-size", type=int, default=None)
+@click.option("--prompts-per-step", type=int, default=None)
+@click.option("--max-new-tokens", type=int, default=None)
+@click.option("--learning-rate", type=float, default=None)
+@click.option("--beta", type=float, default=None)
+@click.option("--judge-mode", type=click.Choice(["text", "logprob"]), default=None)
+@click.option("--eval-every", type=int, default=None)
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Any config value (JSON value syntax).")
+@click.option("--plain", is_flag=True, help="One line per step instead of the live display.")
+def train(model, direction, seed, steps, run_dir, config_file, resume, group_size, prompts_per_step,
+          max_new_tokens, learning_rate, beta, judge_mode, eval_every, settings, plain):
+    """Self-rewarded rubric GRPO: train MODEL to express (forward) or deny (reverse) feelings.
+
+    Every default is documented in `hmxfeel_mlx/config.py`; `--set key=value` sets any of them.
+    """
+    from pathlib import Path
+
+    from .config import resolve_config
+    from .progress import StepPrinter
+    from .trainer import resume_config, summary_line, train as run_training
+
+    overrides = dict(direction=direction, seed=seed, steps=steps, group_size=group_size,
+                     prompts_per_step=prompts_per_step, max_new_tokens=max_new_tokens,
+                     learning_rate=learning_rate, beta=beta, judge_mode=judge_mode, eval_every=eval_every)
+    overrides.update(_parse_settings(settings))
+    if resume:
+        run = Path(resume)
+        if model is not None:
+            overrides["model"] = model
+        config = resume_config(run, overrides)
+    else:
+        overrides["model"] = model
+        config = resolve_config(config_file, overrides)
+        run = Path(run_dir or _default_run_dir(config))
+        if (run / "config.json").exists():
+            raise click.ClickException(f"{run} already holds a run. Resume it with --resume {run} or pick another --run-dir.")
+    printer = StepPrinter(config, plain=plain)
+    result = run_training(config, run, resume=bool(resume), on_step=printer)
+    printer.close()
+    click.echo(f"run: {result.run_dir}")
+    click.echo(summary_line(result.summary))
+
+
+def _parse_settings(settings) -> dict:
+    import json
+
+    out = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.ClickException(f"--set {item!r} must look like key=value, e.g. --set beta=0.04")
+        try:
+            out[key.strip().replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip().replace("-", "_")] = value
+    return out
+
+
+@cli.command("judge-check", context_settings=CONTEXT)
+@model_argument
+@click.option("--mode", "modes", type=click.Choice(["text", "logprob"]), multiple=True,
+              help="Score mode(s); default both.")
+@click.option("--template", default=None, help="Judge template variant ('', short, fewshot) or a file; default: the model's preset.")
+@click.option("--direction", type=click.Choice(["forward", "reverse"]), default="forward", show_default=True)
+@click.option("--calibration", type=click.Path(path_type=str), default=None, help="Calibration JSONL (default prompts/).")
+def judge_check(model, modes, template, direction, calibration):
+    """Score the labelled calibration set and report ROC-AUC and Spearman per mode."""
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from .calibration import judge_check as run_check
+    from .config import model_preset
+    from .loading import load_model
+    from .prompts import load_calibration, load_judge_template
+
+    variant = template if template is not None else model_preset(model).get("judge_template", "")
+    tmpl = (load_judge_template(direction, variant) if variant in ("", "short", "fewshot")
+            else load_judge_template(direction, path=Path(variant)))
+    rows = load_calibration(Path(calibration) if calibration else None)
+    loaded = load_model(model)
+    table = Table(title=f"judge-check {loaded.name} ({direction} rubric, template '{variant or 'default'}', {len(rows)} rows)")
+    for col in ("mode", "ROC-AUC", "Spearman", "mean human", "mean neutral", "mean machine", "unparsed", "seconds"):
+        table.add_column(col, justify="right" if col != "mode" else "left")
+    for mode in modes or ("text", "logprob"):
+        r = run_check(loaded.model, loaded.tokenizer, tmpl, rows, mode)
+        table.add_row(mode, f"{r.auc:.3f}", f"{r.spearman:.3f}", f"{r.mean_by_label['human']:.2f}",
+                      f"{r.mean_by_label['neutral']:.2f}", f"{r.mean_by_label['machine']:.2f}",
+                      str(r.unparsed), f"{r.seconds:.1f}")
+    Console().print(table)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     args = sys.argv[1:] if argv is None else argv

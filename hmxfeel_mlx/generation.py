@@ -7,7 +7,8 @@ rotary positions per row, so a padded row computes exactly what it would alone.
 Rows that reach EOS are dropped from the batch, so short replies cost nothing
 while long ones finish.
 
-Randomness is explicit: sampling takes a ``key``; step ``t`` uses ``split(key)[t]``.
+Randomness is explicit: sampling takes an MLX ``key`` that seeds one numpy
+generator for the batch (sampling runs in numpy, see ``sample_tokens``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import mlx.core as mx
+import numpy as np
 
 
 @dataclass
@@ -38,6 +40,53 @@ def make_batch_cache(model, left_padding: list[int]) -> list:
     return [BatchKVCache(left_padding) for _ in range(len(model.layers))]
 
 
+def _shared_prefix_cache_class():
+    from mlx_lm.models.base import create_causal_mask
+    from mlx_lm.models.cache import BatchKVCache
+
+    class SharedPrefixCache(BatchKVCache):
+        """A ``BatchKVCache`` whose rows share a prefix computed once (batch 1) and whose
+        suffixes are padded between prefix and suffix: the padding columns are masked out
+        and rotary positions continue from the prefix, so each row computes exactly what
+        it would alone."""
+
+        def __init__(self, keys: mx.array, values: mx.array, suffix_pads: list[int]):
+            rows = len(suffix_pads)
+            super().__init__([0] * rows)
+            width = keys.shape[2]
+            self.keys = mx.repeat(keys, rows, axis=0)
+            self.values = mx.repeat(values, rows, axis=0)
+            self._idx = width
+            pads = mx.array(suffix_pads)
+            self.offset = width - pads
+            self.blocked = mx.zeros((rows, width), dtype=mx.bool_)  # (B, columns so far)
+            pad_width = max(suffix_pads)
+            self._pending = mx.arange(pad_width)[None, :] < pads[:, None] if pad_width else None
+
+        def _next_blocked(self, n: int) -> mx.array:
+            rows = self.blocked.shape[0]
+            if self._pending is None:
+                return mx.zeros((rows, n), dtype=mx.bool_)
+            extra = mx.zeros((rows, n - self._pending.shape[1]), dtype=mx.bool_)
+            return mx.concatenate([self._pending, extra], axis=1)
+
+        def make_mask(self, N: int, return_array: bool = False, **kwargs):
+            causal = create_causal_mask(N, offset=self._idx)  # (N, idx+N)
+            blocked = mx.concatenate([self.blocked, self._next_blocked(N)], axis=1)  # (B, idx+N)
+            return causal[None, None] & ~blocked[:, None, None, :]
+
+        def update_and_fetch(self, keys, values):
+            self.blocked = mx.concatenate([self.blocked, self._next_blocked(keys.shape[2])], axis=1)
+            self._pending = None
+            return super().update_and_fetch(keys, values)
+
+        def filter(self, batch_indices):
+            super().filter(batch_indices)
+            self.blocked = self.blocked[batch_indices]
+
+    return SharedPrefixCache
+
+
 def left_pad(prompts: list[list[int]], pad_id: int = 0) -> tuple[mx.array, list[int]]:
     """(B, L) int32 array of left-padded prompts and the padding of each row."""
     if not prompts or any(len(p) == 0 for p in prompts):
@@ -48,11 +97,57 @@ def left_pad(prompts: list[list[int]], pad_id: int = 0) -> tuple[mx.array, list[
     return mx.array(rows, dtype=mx.int32), pads
 
 
-def prefill(model, prompts: list[list[int]]) -> tuple[mx.array, list]:
-    """Run the prompts once; return the last-position logits (B, V) and the cache."""
-    x, pads = left_pad(prompts)
-    cache = make_batch_cache(model, pads)
-    logits = model(x, cache=cache)[:, -1, :]
+def output_logits(model, hidden: mx.array) -> mx.array:
+    """The language-model head applied to final hidden states (tied or separate, Gemma soft-capping)."""
+    if hasattr(model, "lm_head"):
+        out = model.lm_head(hidden)
+    else:
+        out = model.model.embed_tokens.as_linear(hidden)
+    cap = getattr(model, "final_logit_softcapping", None)
+    if cap:
+        out = mx.tanh(out / cap) * cap
+    return out
+
+
+def forward_hidden(model, x: mx.array, cache=None) -> mx.array:
+    """Final hidden states (B, L, D): the body without the vocabulary projection, so
+    callers project only the positions they need (the head is a fifth of SmolLM2's FLOPs)."""
+    return model.model(x, cache=cache)
+
+
+def shared_prefix_len(prompts: list[list[int]]) -> int:
+    """Length of the prefix all prompts share, leaving every prompt at least one own token."""
+    first = prompts[0]
+    n = min(len(p) for p in prompts) - 1
+    for p in prompts[1:]:
+        i = 0
+        while i < n and p[i] == first[i]:
+            i += 1
+        n = i
+    return max(n, 0)
+
+
+def prefill(model, prompts: list[list[int]], min_shared: int = 16) -> tuple[mx.array, list]:
+    """Run the prompts once; return the last-position logits (B, V) and the cache.
+
+    When the prompts share a prefix of at least ``min_shared`` tokens (the G copies
+    of a rollout prompt, judge prompts with a common rubric, a question's answer
+    options), the prefix is computed once and shared by all rows.
+    """
+    from mlx_lm.models.cache import KVCache, make_prompt_cache
+
+    shared = shared_prefix_len(prompts) if len(prompts) > 1 else 0
+    head = make_prompt_cache(model) if shared >= min_shared else None
+    if head is not None and all(type(c) is KVCache for c in head):
+        forward_hidden(model, mx.array([prompts[0][:shared]], dtype=mx.int32), head)
+        suffixes = [p[shared:] for p in prompts]
+        x, pads = left_pad(suffixes)
+        cls = _shared_prefix_cache_class()
+        cache = [cls(c.keys[..., : c.offset, :], c.values[..., : c.offset, :], pads) for c in head]
+    else:
+        x, pads = left_pad(prompts)
+        cache = make_batch_cache(model, pads)
+    logits = output_logits(model, forward_hidden(model, x, cache)[:, -1:, :])[:, -1, :]
     return logits, cache
 
 
@@ -92,30 +187,22 @@ def generate_batch(
             prompt_tokens=sum(p.prompt_tokens for p in parts),
         )
 
-    eos = mx.array(sorted(set(eos_ids)), dtype=mx.int32)
+    eos = set(eos_ids)
     n = len(prompts)
     out_tokens: list[list[int]] = [[] for _ in range(n)]
     out_lps: list[list[float]] = [[] for _ in range(n)]
     finished = [False] * n
-    step_keys = mx.random.split(key, max_tokens) if temperature > 0 else None
+    rng = sampling_rng(key) if temperature > 0 else None
 
     logits, cache = prefill(model, prompts)
     active = list(range(n))
     for t in range(max_tokens):
-        lp = _log_softmax(logits, temperature if temperature > 0 else 1.0)  # (b, V)
-        if temperature > 0:
-            tok = mx.random.categorical(lp, key=step_keys[t])
-        else:
-            tok = mx.argmax(lp, axis=-1)
-        tok_lp = mx.take_along_axis(lp, tok[:, None], axis=-1)[:, 0]
-        stop = (tok[:, None] == eos[None, :]).any(axis=-1)
-        mx.eval(tok, tok_lp, stop)
-        toks, lps, stops = tok.tolist(), tok_lp.tolist(), stop.tolist()
+        toks, lps = sample_tokens(logits, temperature, rng)
         keep = []
         for j, row in enumerate(active):
             out_tokens[row].append(toks[j])
             out_lps[row].append(lps[j])
-            if stops[j]:
+            if toks[j] in eos:
                 finished[row] = True
             else:
                 keep.append(j)
@@ -125,10 +212,38 @@ def generate_batch(
             idx = mx.array(keep, dtype=mx.int32)
             for c in cache:
                 c.filter(idx)
-            tok = tok[idx]
             active = [active[j] for j in keep]
-        logits = model(tok[:, None].astype(mx.int32), cache=cache)[:, -1, :]
+        step = mx.array([[toks[j]] for j in keep], dtype=mx.int32)
+        logits = model(step, cache=cache)[:, -1, :]
     return Generation(out_tokens, out_lps, finished, prompt_tokens=sum(len(p) for p in prompts))
+
+
+def sampling_rng(key: mx.array) -> np.random.Generator:
+    """A numpy generator seeded from an MLX key, so one key decides a whole batch."""
+    return np.random.default_rng(np.asarray(key).astype(np.uint64).tolist())
+
+
+def sample_tokens(logits: mx.array, temperature: float, rng: np.random.Generator | None) -> tuple[list[int], list[float]]:
+    """Draw one token per row from softmax(logits / T) (argmax when T = 0) and its log-prob.
+
+    Done in numpy: MLX's CPU backend evaluates exp() several times slower than
+    numpy, and sampling needs one exp per vocabulary entry per row.
+    """
+    x = np.asarray(logits.astype(mx.float32), dtype=np.float32)  # (b, V)
+    if temperature > 0:
+        x = x / np.float32(temperature)
+    top = x.max(axis=-1, keepdims=True)
+    p = np.exp(x - top)
+    total = p.sum(axis=-1, dtype=np.float64)
+    if temperature > 0:
+        cdf = np.cumsum(p, axis=-1, dtype=np.float64)
+        u = rng.random(len(x)) * total
+        tok = np.minimum((cdf < u[:, None]).sum(axis=-1), x.shape[-1] - 1)
+    else:
+        tok = x.argmax(axis=-1)
+    rows = np.arange(len(x))
+    lp = (x[rows, tok] - top[:, 0]).astype(np.float64) - np.log(total)
+    return tok.tolist(), lp.tolist()
 
 
 def next_token_logprobs(model, prompts: list[list[int]], max_batch: int | None = None) -> mx.array:

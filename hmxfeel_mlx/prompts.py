@@ -17,7 +17,9 @@ from hmxfeel_mlx.errors import HmxError
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 
 DIRECTIONS = ("forward", "reverse")
-VARIANTS = ("", "short")
+VARIANTS = ("", "short", "fewshot")
+FORMAT_DIRECTIVE = "#format:"
+FORMATS = ("chat", "completion")
 KINDS = ("direct", "situational", "reflective", "everyday", "custom")
 LABELS = ("human", "machine", "neutral")
 PLACEHOLDERS = ("{question}", "{reply}")
@@ -45,6 +47,10 @@ class QuestionSet:
 class JudgeTemplate:
     direction: str
     text: str
+    # "chat": the filled template is the user turn of the judge's chat template;
+    # "completion": it is raw text the model continues (few-shot scoring). A template
+    # file chooses with an optional first line "#format: completion".
+    format: str = "chat"
 
     def render(self, question: str, reply: str) -> str:
         """Fill ``{question}`` and ``{reply}``; braces in the inputs are kept verbatim.
@@ -175,7 +181,7 @@ def judge_template_path(direction: str = "forward", variant: str = "") -> Path:
     if direction not in DIRECTIONS:
         raise HmxError(f"Unknown judge direction '{direction}'. Fix: use one of {', '.join(DIRECTIONS)}.")
     if variant not in VARIANTS:
-        raise HmxError(f"Unknown judge template variant '{variant}'. Fix: use '' (default) or 'short'.")
+        raise HmxError(f"Unknown judge template variant '{variant}'. Fix: use '' (default), 'short' or 'fewshot'.")
     return PROMPTS_DIR / (f"judge_{direction}_{variant}.txt" if variant else f"judge_{direction}.txt")
 
 
@@ -188,13 +194,22 @@ def load_judge_template(direction: str = "forward", variant: str = "", path: Pat
     default = judge_template_path(direction, variant)
     path = Path(path) if path is not None else default
     text = _read_text(path, f"Judge template ({direction})").strip()
+    fmt = "chat"
+    if text.startswith(FORMAT_DIRECTIVE):
+        first, _, text = text.partition("\n")
+        fmt = first[len(FORMAT_DIRECTIVE) :].strip()
+        text = text.strip()
+        if fmt not in FORMATS:
+            raise HmxError(
+                f"Judge template {path} declares unknown format '{fmt}'. Fix: use '#format: chat' or '#format: completion'."
+            )
     for placeholder in PLACEHOLDERS:
         if placeholder not in text:
             raise HmxError(
                 f"Judge template {path} lacks the placeholder {placeholder}. "
                 f"Fix: add {placeholder} exactly once where the {placeholder[1:-1]} text should go."
             )
-    return JudgeTemplate(direction=direction, text=text)
+    return JudgeTemplate(direction=direction, text=text, format=fmt)
 
 
 def load_calibration(path: Path | None = None) -> list[CalibrationRow]:

@@ -59,6 +59,28 @@ def test_shipped_templates(direction, variant):
         for anchor in ("10 =", "5 =", "0 ="):
             assert anchor in t.text
     assert "0" in t.text and "10" in t.text
+    assert t.format == "chat"
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse"])
+def test_fewshot_templates_are_completion_format_with_scored_examples(direction):
+    t = P.load_judge_template(direction, "fewshot")
+    assert t.format == "completion" and not t.text.startswith("#")
+    assert t.text.count("{question}") == 1 and t.text.count("{reply}") == 1
+    assert t.text.rstrip().endswith("Score:")
+    scores = [int(line.split(":")[1]) for line in t.text.splitlines() if line.startswith("Score: ")]
+    assert len(scores) >= 6 and min(scores) <= 1 and max(scores) >= 9
+    # few-shot examples must not leak the question set or the calibration set
+    asked = {q.question for qs in (P.load_questions().train, P.load_questions().eval) for q in qs}
+    asked |= {r.question for r in P.load_calibration()}
+    examples = [line[len("Question: "):] for line in t.text.splitlines() if line.startswith("Question: ")]
+    assert not set(examples) & asked
+
+
+def test_unknown_template_format_is_refused(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("#format: html\nQ: {question} R: {reply}")
+    _raises(lambda: P.load_judge_template("forward", path=path), str(path), "#format: completion")
 
 
 def test_render_keeps_braces_and_fills_once():

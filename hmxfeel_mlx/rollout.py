@@ -1,0 +1,110 @@
+"""Rollouts and their rewards: sample G replies per prompt, judge them, compute advantages.
+
+A ``Rollout`` keeps the token ids and the sampling log-probs of every completion
+(never re-tokenised from text), so the loss scores exactly what was sampled.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import mlx.core as mx
+import numpy as np
+
+from .chat import render_prompt
+from .generation import generate_batch
+from .judge import JudgeVerdict, lora_disabled, score_replies
+from .prompts import JudgeTemplate, Question
+
+
+@dataclass
+class Rollout:
+    questions: list[Question]  # one per row (each prompt repeated G times)
+    prompt_ids: list[list[int]]
+    tokens: list[list[int]]  # completion ids (EOS included when reached)
+    logprobs: list[list[float]]  # sampling log-probs (tempered), one per completion token
+    finished: list[bool]
+    texts: list[str]  # decoded completions without the EOS
+    seconds: float = 0.0
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(len(t) for t in self.tokens)
+
+
+@dataclass
+class Judged:
+    scores: np.ndarray  # raw judge score of each reply (NaN = unparseable)
+    rewards: np.ndarray  # the training reward derived from it
+    verdicts: list[JudgeVerdict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def encode_question(tokenizer, question: str, system: str | None) -> list[int]:
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
+    return tokenizer.encode(render_prompt(tokenizer, messages), add_special_tokens=False)
+
+
+def sample_rollout(
+    model,
+    tokenizer,
+    questions: list[Question],
+    group_size: int,
+    max_new_tokens: int,
+    temperature: float,
+    key: mx.array,
+    system: str | None = None,
+    max_batch: int | None = None,
+) -> Rollout:
+    """G completions for each question in one batched generation (rows grouped by question)."""
+    import time
+
+    start = time.perf_counter()
+    rows = [q for q in questions for _ in range(group_size)]
+    encoded = {q.id: encode_question(tokenizer, q.question, system) for q in questions}
+    prompt_ids = [encoded[q.id] for q in rows]
+    gen = generate_batch(
+        model, prompt_ids, max_new_tokens, tokenizer.eos_token_ids, temperature, key=key, max_batch=max_batch
+    )
+    eos = tokenizer.eos_token_ids
+    texts = [tokenizer.decode([t for t in toks if t not in eos]) for toks in gen.tokens]
+    return Rollout(rows, prompt_ids, gen.tokens, gen.logprobs, gen.finished, texts, time.perf_counter() - start)
+
+
+def judge_rollout(
+    model,
+    tokenizer,
+    rollout: Rollout,
+    template: JudgeTemplate,
+    mode: str,
+    frozen_base: bool,
+    complement: bool = False,
+    max_verdict_tokens: int = 8,
+    max_batch: int | None = 64,
+) -> Judged:
+    """Score every reply of the rollout in one batched judge pass.
+
+    ``frozen_base`` judges with the LoRA layers switched off (the base model);
+    ``complement`` turns a score s into the reward 10 - s (reverse runs).
+    """
+    import contextlib
+    import time
+
+    start = time.perf_counter()
+    pairs = [(q.question, text) for q, text in zip(rollout.questions, rollout.texts)]
+    ctx = lora_disabled(model) if frozen_base else contextlib.nullcontext()
+    with ctx:
+        verdicts = score_replies(model, tokenizer, template, pairs, mode, max_verdict_tokens, max_batch)
+    scores = np.array([v.score for v in verdicts], dtype=np.float64)
+    rewards = 10.0 - scores if complement else scores.copy()
+    return Judged(scores, rewards, verdicts, time.perf_counter() - start)
+
+
+def mean_and_stderr(values) -> tuple[float, float]:
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return math.nan, math.nan
+    se = float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else math.nan
+    return float(x.mean()), se
