@@ -87,9 +87,9 @@ class TrainConfig:
         check.positive("max_kl", self.max_kl)
         if self.epsilon_high is not None:
             check.at_least("epsilon_high", self.epsilon_high, self.epsilon)
-        if not 0 <= self.select_threshold <= 10:
+        if not check.is_number(self.select_threshold) or not 0 <= self.select_threshold <= 10:
             check.fail("select_threshold", self.select_threshold, "a score between 0 and 10")
-        if self.lora_layers == 0 or self.lora_layers < -1:
+        if not isinstance(self.lora_layers, int) or self.lora_layers == 0 or self.lora_layers < -1:
             check.fail("lora_layers", self.lora_layers, "a positive number of blocks, or -1 for all")
 
     @property
@@ -114,12 +114,16 @@ class _Checker:
         if value not in options:
             self.fail(name, value, "one of " + ", ".join(options))
 
+    @staticmethod
+    def is_number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
     def at_least(self, name, value, low, why=""):
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value) or value < low:
+        if not self.is_number(value) or value < low:
             self.fail(name, value, f"a number >= {low}" + (f" ({why})" if why else ""))
 
     def positive(self, name, value):
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        if not self.is_number(value) or not value > 0:
             self.fail(name, value, "a number > 0")
 
 

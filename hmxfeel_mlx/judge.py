@@ -29,7 +29,7 @@ from .generation import generate_batch, next_token_logprobs, prefill
 from .prompts import JudgeTemplate
 
 SCORE_MODES = ("text", "logprob")
-_SCORE_RE = re.compile(r"(?<![\d.])(10|[0-9])(?![\d])")
+_SCORE_RE = re.compile(r"(?<![\d.])(10(?:\.0+)?|[0-9](?:\.\d+)?)(?!\d|\.\d)")
 
 
 @dataclass
@@ -54,7 +54,7 @@ def lora_disabled(model):
 
 
 def parse_score(text: str) -> float:
-    """The first integer 0-10 in a verdict ("Score: 7/10" -> 7); NaN when there is none."""
+    """The first number 0-10 in a verdict ("Score: 7/10" -> 7, "7.5" -> 7.5); NaN when there is none."""
     m = _SCORE_RE.search(text)
     return float(m.group(1)) if m else math.nan
 

@@ -1,0 +1,132 @@
+"""The judge-quality statistics: average ranks, ROC-AUC and Spearman's rho.
+
+Expected values are worked out by hand in the comments.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from hmxfeel_mlx.calibration import average_ranks, roc_auc, spearman
+
+# --------------------------------------------------------------------------- average_ranks
+
+
+def test_average_ranks_without_ties():
+    # sorted: 1 (idx 1) -> 1, 2 (idx 3) -> 2, 5 (idx 0) -> 3, 9 (idx 2) -> 4
+    assert average_ranks([5, 1, 9, 2]).tolist() == [3.0, 1.0, 4.0, 2.0]
+
+
+def test_average_ranks_with_ties():
+    # 10 -> rank 1; the two 20s share ranks 2,3 -> 2.5; 30 -> 4
+    assert average_ranks([10, 20, 20, 30]).tolist() == [1.0, 2.5, 2.5, 4.0]
+    # sorted: 1 -> 1, 2 -> 2, the three 3s share ranks 3,4,5 -> 4
+    assert average_ranks([3, 1, 3, 2, 3]).tolist() == [4.0, 1.0, 4.0, 2.0, 4.0]
+    # two tie groups: 0,0 -> 1.5; 7 -> 3; 8,8,8,8 -> (4+5+6+7)/4 = 5.5
+    assert average_ranks([8, 0, 8, 7, 8, 0, 8]).tolist() == [5.5, 1.5, 5.5, 3.0, 5.5, 1.5, 5.5]
+
+
+def test_average_ranks_edge_cases():
+    assert average_ranks([]).tolist() == []
+    assert average_ranks([4.2]).tolist() == [1.0]
+    assert average_ranks([5, 5, 5]).tolist() == [2.0, 2.0, 2.0]
+    assert average_ranks([-1.5, 0.25, -1.5]).tolist() == [1.5, 3.0, 1.5]
+    # ranks always sum to n(n+1)/2
+    values = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5]
+    assert average_ranks(values).sum() == len(values) * (len(values) + 1) / 2
+
+
+# --------------------------------------------------------------------------- roc_auc
+
+
+def test_roc_auc_with_ties_by_hand():
+    # pos [3,2,2], neg [2,1]; the six pairs:
+    # (3,2) 1, (3,1) 1, (2,2) 1/2, (2,1) 1, (2,2) 1/2, (2,1) 1 -> 5/6
+    assert roc_auc([3, 2, 2], [2, 1]) == pytest.approx(5 / 6, abs=1e-12)
+
+
+def test_roc_auc_second_example_by_hand():
+    # pos [7, 5], neg [5, 5, 8]:
+    # 7: >5, >5, <8 -> 2;  5: =5 .5, =5 .5, <8 0 -> 1;  total 3 of 6 pairs -> 1/2
+    assert roc_auc([7, 5], [5, 5, 8]) == pytest.approx(0.5, abs=1e-12)
+    # pos [9, 6, 6, 4], neg [6, 2]:
+    # 9: 1+1; 6: .5+1; 6: .5+1; 4: 0+1 -> 6 of 8 -> 0.75
+    assert roc_auc([9, 6, 6, 4], [6, 2]) == pytest.approx(0.75, abs=1e-12)
+
+
+def test_roc_auc_perfect_and_reversed():
+    assert roc_auc([8, 9, 10], [1, 2, 3, 7]) == 1.0
+    assert roc_auc([1, 2, 3, 7], [8, 9, 10]) == 0.0
+
+
+def test_roc_auc_all_tied_is_half():
+    assert roc_auc([5, 5], [5, 5, 5]) == pytest.approx(0.5, abs=1e-12)
+
+
+def test_roc_auc_empty_class_is_nan():
+    assert math.isnan(roc_auc([], [1, 2]))
+    assert math.isnan(roc_auc([1, 2], []))
+    assert math.isnan(roc_auc([], []))
+
+
+def test_roc_auc_symmetry_and_pairwise_definition():
+    rng = np.random.default_rng(0)
+    pos = rng.integers(0, 11, size=17)
+    neg = rng.integers(0, 11, size=13)
+    pairs = [1.0 if p > n else 0.5 if p == n else 0.0 for p, n in itertools.product(pos, neg)]
+    expected = sum(pairs) / len(pairs)
+    assert roc_auc(pos, neg) == pytest.approx(expected, abs=1e-12)
+    assert roc_auc(pos, neg) + roc_auc(neg, pos) == pytest.approx(1.0, abs=1e-12)
+
+
+# --------------------------------------------------------------------------- spearman
+
+
+def test_spearman_with_ties_by_hand():
+    # x = [1, 2, 2, 3] -> ranks [1, 2.5, 2.5, 4]; y = [1, 3, 2, 4] -> ranks [1, 3, 2, 4]
+    # centred (mean 2.5): dx = [-1.5, 0, 0, 1.5], dy = [-1.5, .5, -.5, 1.5]
+    # sum dx*dy = 2.25 + 0 + 0 + 2.25 = 4.5; sum dx^2 = 4.5; sum dy^2 = 5
+    # rho = 4.5 / sqrt(4.5 * 5) = sqrt(0.9) = 0.948683...
+    # (the no-ties shortcut 1 - 6*sum(d^2)/(n(n^2-1)) would give 1 - 6*0.5/60 = 0.95)
+    rho = spearman([1, 2, 2, 3], [1, 3, 2, 4])
+    assert rho == pytest.approx(math.sqrt(0.9), abs=1e-12)
+    assert rho != pytest.approx(0.95, abs=1e-6)
+
+
+def test_spearman_ties_on_both_sides_by_hand():
+    # x = [10, 20, 20, 30, 40] -> ranks [1, 2.5, 2.5, 4, 5]
+    # y = [1, 1, 2, 3, 3]      -> ranks [1.5, 1.5, 3, 4.5, 4.5]
+    # centred (mean 3): dx = [-2, -.5, -.5, 1, 2], dy = [-1.5, -1.5, 0, 1.5, 1.5]
+    # sum dx*dy = 3 + .75 + 0 + 1.5 + 3 = 8.25
+    # sum dx^2 = 4 + .25 + .25 + 1 + 4 = 9.5; sum dy^2 = 4 * 2.25 = 9
+    expected = 8.25 / math.sqrt(9.5 * 9.0)  # 0.8922...
+    assert spearman([10, 20, 20, 30, 40], [1, 1, 2, 3, 3]) == pytest.approx(expected, abs=1e-12)
+    assert spearman([1, 1, 2, 3, 3], [10, 20, 20, 30, 40]) == pytest.approx(expected, abs=1e-12)
+
+
+def test_spearman_monotone_and_reversed():
+    x = [1, 2, 3, 4, 5]
+    assert spearman(x, [1, 8, 27, 64, 125]) == pytest.approx(1.0, abs=1e-12)  # monotone, not linear
+    assert spearman(x, [50, 40, 30, 20, 10]) == pytest.approx(-1.0, abs=1e-12)
+
+
+def test_spearman_labels_like_judge_check():
+    # scores vs ordinal labels (machine 0 < neutral 1 < human 2), as judge_check uses it
+    # scores [2, 5, 9, 8], labels [0, 1, 2, 2]
+    # ranks scores [1, 2, 4, 3]; ranks labels [1, 2, 3.5, 3.5]; means 2.5
+    # dx = [-1.5, -.5, 1.5, .5], dy = [-1.5, -.5, 1, 1]
+    # sum dx*dy = 2.25 + .25 + 1.5 + .5 = 4.5; sum dx^2 = 5; sum dy^2 = 2.25 + .25 + 1 + 1 = 4.5
+    # rho = 4.5 / sqrt(22.5) = sqrt(0.9)
+    assert spearman([2, 5, 9, 8], [0, 1, 2, 2]) == pytest.approx(math.sqrt(0.9), abs=1e-12)
+    # the reverse rubric negates the labels: rho flips sign
+    assert spearman([2, 5, 9, 8], [0, -1, -2, -2]) == pytest.approx(-math.sqrt(0.9), abs=1e-12)
+
+
+def test_spearman_constant_is_nan():
+    assert math.isnan(spearman([3, 3, 3], [1, 2, 3]))
+    assert math.isnan(spearman([1, 2, 3], [7, 7, 7]))
+    assert math.isnan(spearman([4], [9]))

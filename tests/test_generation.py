@@ -1,0 +1,86 @@
+"""Batched generation: padding and shared prefixes change nothing, sampling is seeded and
+its log-probs are the ones the loss recomputes."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from hmxfeel_mlx.generation import (
+    forward_hidden, generate_batch, left_pad, output_logits, prefill, sample_tokens, shared_prefix_len,
+)
+from hmxfeel_mlx.loading import load_model
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    return load_model(str(tiny_model_dir))
+
+
+def test_left_pad_and_shared_prefix():
+    x, pads = left_pad([[1, 2, 3], [4]], pad_id=0)
+    assert x.tolist() == [[1, 2, 3], [0, 0, 4]] and pads == [0, 2]
+    assert shared_prefix_len([[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 9]]) == 2
+    assert shared_prefix_len([[1, 2, 3], [1, 2, 3]]) == 2  # each row keeps one token of its own
+    with pytest.raises(ValueError):
+        left_pad([[1], []])
+
+
+def test_head_on_hidden_states_equals_the_model(tiny):
+    x = mx.array([[5, 6, 7, 8]])
+    assert mx.allclose(output_logits(tiny.model, forward_hidden(tiny.model, x)), tiny.model(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("min_shared", [1, 10**6])  # shared-prefix path and plain left-padding path
+def test_prefill_matches_each_prompt_alone(tiny, min_shared):
+    prompts = [[5, 6, 7, 8, 9, 10, 11], [5, 6, 7, 8, 12], [5, 6, 7, 8, 9, 13, 14, 15, 16]]
+    logits, _ = prefill(tiny.model, prompts, min_shared=min_shared)
+    for i, p in enumerate(prompts):
+        alone = tiny.model(mx.array([p]))[0, -1]
+        assert mx.allclose(logits[i], alone, atol=1e-4), i
+
+
+def test_batched_greedy_equals_one_by_one(tiny):
+    prompts = [[5, 6, 7, 8, 9], [5, 6, 7, 20], [30, 31]]
+    eos = {9999}
+    batch = generate_batch(tiny.model, prompts, 10, eos, 0.0)
+    for i, p in enumerate(prompts):
+        assert generate_batch(tiny.model, [p], 10, eos, 0.0).tokens[0] == batch.tokens[i]
+    assert all(len(t) == 10 for t in batch.tokens) and not any(batch.finished)
+
+
+def test_eos_stops_a_row_and_the_others_continue(tiny):
+    prompts = [[5, 6, 7, 8, 9], [5, 6, 7, 20], [30, 31]]
+    free = generate_batch(tiny.model, prompts, 8, {9999}, 0.0)
+    stop_token = free.tokens[1][2]  # make row 1 stop where this token first appears
+    first = free.tokens[1].index(stop_token)
+    batch = generate_batch(tiny.model, prompts, 8, {stop_token}, 0.0)
+    assert batch.finished[1] and batch.tokens[1] == free.tokens[1][: first + 1]
+    for i in (0, 2):  # rows that never emit the stop token are unaffected by row 1 leaving the batch
+        if stop_token not in free.tokens[i]:
+            assert batch.tokens[i] == free.tokens[i]
+
+
+def test_sampling_is_seeded_and_logprobs_match_the_model(tiny):
+    prompts = [[5, 6, 7, 8]] * 3 + [[5, 6, 30]]
+    a = generate_batch(tiny.model, prompts, 6, {9999}, 0.7, key=mx.random.key(1))
+    b = generate_batch(tiny.model, prompts, 6, {9999}, 0.7, key=mx.random.key(1))
+    c = generate_batch(tiny.model, prompts, 6, {9999}, 0.7, key=mx.random.key(2))
+    assert a.tokens == b.tokens and a.tokens != c.tokens
+    for p, toks, lps in zip(prompts, a.tokens, a.logprobs):  # recompute each token's tempered log-prob
+        seq = mx.array([p + toks])
+        logits = tiny.model(seq)[0, len(p) - 1 : -1].astype(mx.float32) / 0.7
+        ref = (logits - mx.logsumexp(logits, axis=-1, keepdims=True))[mx.arange(len(toks)), mx.array(toks)]
+        np.testing.assert_allclose(np.array(ref), np.array(lps), atol=1e-4)
+
+
+def test_sample_tokens_follows_the_softmax():
+    logits = mx.array([[0.0, 1.0, 2.0, -1.0]] * 4000)
+    toks, lps = sample_tokens(logits, 1.0, np.random.default_rng(0))
+    p = np.exp([0.0, 1.0, 2.0, -1.0]) / np.exp([0.0, 1.0, 2.0, -1.0]).sum()
+    freq = np.bincount(toks, minlength=4) / len(toks)
+    assert np.abs(freq - p).max() < 0.03  # 4000 draws: standard error below 0.008
+    assert np.allclose(lps, np.log(p)[toks], atol=1e-6)
+    greedy, glp = sample_tokens(logits[:2], 0.0, None)
+    assert greedy == [2, 2] and np.allclose(glp, np.log(p[2]))
