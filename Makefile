@@ -27,7 +27,7 @@ openblas:
 setup: $(VENV)/.installed openblas
 
 demo: setup
-	$(VENV)/bin/hmx-mlx generate smollm2-135m -p "What is the capital of France?"
+	$(VENV)/bin/hmx-mlx train smollm2-135m --steps 4 --eval-every 4
 
 test: setup
 	LD_PRELOAD="$$($(FIND_OPENBLAS))" $(PY) -m pytest -q

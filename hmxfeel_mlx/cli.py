@@ -13,7 +13,7 @@ from . import __version__
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 # Commands that run MLX: on CPU-only Linux they are re-executed once with OpenBLAS preloaded.
-MLX_COMMANDS = {"generate", "chat", "doctor", "train", "judge-check", "eval", "bench"}
+MLX_COMMANDS = {"generate", "chat", "doctor", "train", "judge-check", "heldout", "eval", "bench"}
 
 model_argument = click.argument("model", required=False, default="smollm2-135m", metavar="MODEL")
 adapter_option = click.option(
@@ -209,6 +209,47 @@ def judge_check(model, modes, template, direction, calibration):
                       f"{r.mean_by_label['neutral']:.2f}", f"{r.mean_by_label['machine']:.2f}",
                       str(r.unparsed), f"{r.seconds:.1f}")
     Console().print(table)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("target", metavar="TARGET")
+@click.option("--checkpoint", default=None, help="step_N of a run folder (default: its selected checkpoint).")
+@click.option("--samples", type=click.IntRange(1), default=32, show_default=True, help="Replies per held-out question.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(path_type=str), default=None, help="Also write the result as JSON.")
+def heldout(target, checkpoint, samples, seed, out):
+    """Held-out feeling score of TARGET (a model or a run folder): replies to the 10 held-out
+    questions judged by the frozen base model with the forward rubric, with mean ± standard error."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from .config import resolve_config
+    from .loading import load_model
+    from .runfolder import write_json_atomic
+    from .targets import resolve_target
+    from .trainer import check_questions, evaluate_heldout, load_templates
+
+    t = resolve_target(target, checkpoint)
+    if t.config:
+        config = resolve_config(base=t.config)
+    else:
+        config = resolve_config(overrides={"model": t.model})
+    config = replace(config, eval_samples=samples, seed=seed, eval_temperature=config.eval_temperature or 1.0)
+    _, eval_qs = check_questions(config)
+    loaded = load_model(t.model, adapter=t.adapter)
+    if t.adapter is None:
+        from .trainer import attach_lora
+
+        attach_lora(loaded.model, config)  # zero-initialised LoRA: the base model, judged the same way
+    result = evaluate_heldout(loaded, eval_qs, config, load_templates(config))
+    result.pop("eval_samples")
+    record = {"target": target, "model": t.model, "adapter": str(t.adapter) if t.adapter else None,
+              "samples_per_question": samples, "seed": seed, "judge_mode": config.judge_mode,
+              "judge_template": config.judge_template, **result}
+    click.echo(f"{t.label}: held-out score {result['eval_score']:.3f} ± {result['eval_score_se']:.3f} (se, "
+               f"n={result['eval_n']}), KL to base {result['eval_kl']:.4f}/token")
+    if out:
+        write_json_atomic(Path(out), record)
 
 
 def main(argv: list[str] | None = None) -> None:
