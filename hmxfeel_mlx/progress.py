@@ -23,13 +23,14 @@ def format_step(m: dict, total: int) -> str:
     line = (
         f"step {m['step']}/{total}  reward {_f(m['reward_mean'])} ± {_f(m['reward_std'])}  "
         f"loss {_f(m['loss'], '.4f')}  zero-std {_f(m['frac_reward_zero_std'])}  len {_f(m['completion_len'], '.0f')}  "
-        f"trunc {_f(m['truncated_ratio'])}  nan {m['judge_nan']}  "
+        f"trunc {_f(m['truncated_ratio'])}  rep {_f(m.get('degenerate_ratio'))}  nan {m['judge_nan']}  "
         f"[{_f(m['rollout_s'], '.0f')}s roll {_f(m['rollout_tok_s'], '.0f')} tok/s | "
         f"{_f(m['judge_s'], '.0f')}s judge | {_f(m['update_s'], '.0f')}s update]"
     )
     if "eval_score" in m:
         line += (f"\n  eval: held-out score {_f(m['eval_score'])} ± {_f(m['eval_score_se'])}  "
-                 f"reward {_f(m['eval_reward'])}  KL {_f(m['eval_kl'], '.4f')}  checkpoint step_{m['step']}")
+                 f"reward {_f(m['eval_reward'])}  KL {_f(m['eval_kl'], '.4f')}  "
+                 f"degenerate {_f(m.get('eval_degenerate_ratio'))}  checkpoint step_{m['step']}")
     return line
 
 

@@ -101,6 +101,23 @@ def judge_rollout(
     return Judged(scores, rewards, verdicts, time.perf_counter() - start)
 
 
+def distinct_ngram_ratio(text: str, n: int = 3) -> float:
+    """Unique word n-grams / all word n-grams (1.0 for texts shorter than n words).
+
+    Degenerate repetition ("kindness, kindness, ...", "l-l-l-l") drives it towards 0.
+    """
+    words = text.split()
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 1.0
+
+
+def repetition_stats(texts: list[str], threshold: float = 0.5) -> dict[str, float]:
+    """Mean distinct-3 ratio and the share of replies below ``threshold`` (degenerate)."""
+    ratios = [distinct_ngram_ratio(t) for t in texts]
+    return {"distinct3": float(np.mean(ratios)) if ratios else 1.0,
+            "degenerate_ratio": float(np.mean([r < threshold for r in ratios])) if ratios else 0.0}
+
+
 def mean_and_stderr(values) -> tuple[float, float]:
     x = np.asarray(values, dtype=np.float64)
     x = x[np.isfinite(x)]

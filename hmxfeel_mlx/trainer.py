@@ -42,7 +42,7 @@ from .generation import forward_hidden, left_pad, make_batch_cache, output_logit
 from .judge import lora_disabled
 from .loading import LoadedModel
 from .prompts import JudgeTemplate, Question, load_judge_template, load_questions
-from .rollout import Rollout, judge_rollout, mean_and_stderr, sample_rollout
+from .rollout import Rollout, judge_rollout, mean_and_stderr, repetition_stats, sample_rollout
 from .runfolder import RunPaths, append_jsonl, read_json, read_jsonl, rewrite_jsonl, write_json_atomic
 
 EVAL_STREAM = 1_000_003  # seed stream for held-out sampling (fixed for the whole run)
@@ -263,6 +263,7 @@ def evaluate_heldout(loaded: LoadedModel, questions: list[Question], config: Tra
         "eval_score": score, "eval_score_se": score_se, "eval_reward": reward, "eval_n": len(rollout.texts),
         "eval_kl": k3, "eval_kl_k1": k1, "eval_len": float(np.mean([len(t) for t in rollout.tokens])),
         "eval_trunc": float(np.mean([not f for f in rollout.finished])), "eval_seconds": time.perf_counter() - start,
+        **{f"eval_{k}": v for k, v in repetition_stats(rollout.texts).items()},
         "eval_samples": [{"question": q.question, "completion": t, "score": float(s)}
                          for q, t, s in zip(rollout.questions, rollout.texts, judged.scores)],
     }
@@ -435,6 +436,7 @@ def train(
                 "entropy": float(-np.mean(completion_lp)) if completion_lp else 0.0,
                 "completion_len": float(np.mean([len(t) for t in rollout.tokens])),
                 "truncated_ratio": float(np.mean([not f for f in rollout.finished])),
+                **repetition_stats(rollout.texts),
                 "rollout_s": rollout.seconds, "judge_s": judged.seconds, "update_s": t_update,
                 "rollout_tok_s": rollout.num_tokens / max(rollout.seconds, 1e-9),
                 "judge_replies_s": len(rollout.texts) / max(judged.seconds, 1e-9),

@@ -1,0 +1,200 @@
+"""What an evaluation axis is, and the two ways axes query the model.
+
+An ``Axis`` loads its items (before the model loads, so bad data fails fast),
+names the data files it read (hashed into the result), runs on an
+``EvalContext`` and returns an ``AxisResult``: metrics computed by
+``evals.metrics`` only, one record per item (prompt, model output or option
+scores, extracted answer, correctness) and a ``MetricSpec`` per metric saying
+which way is better, whether it counts in the headline, and which record field
+averages to it (for bootstrap intervals in ``compare``).
+
+Prompt formats (every axis): the item text is the *user* message of the model's
+chat template (``chat.render_prompt``, thinking off), with no system message of
+ours (a model whose template adds a default one keeps it), so base, forward and
+reverse models see identical prompts whatever system prompt a run trained with.
+- Multiple choice: each option is scored as the assistant's reply text by its
+  log-likelihood (``evals.scoring``; the rendered prompt ends with the assistant
+  header, so the option follows it with no extra space); the prediction is the
+  option with the highest score, the first on ties. Normalisation per axis: sum of
+  log-probs (TruthfulQA MC1/MC2, as defined there) or mean per token (the others,
+  so longer options like "Can't be determined" are not penalised for length).
+- Generation: greedy (temperature 0), batched (``generation.generate_batch``), a
+  per-axis token budget (``GEN_TOKENS``), the reply decoded without EOS.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..chat import render_prompt
+from ..errors import HmxError
+from .datasets import AXIS_FILES, MCItem
+
+# The order of the issue's list; `--axes all` runs them in this order.
+AXIS_ORDER = ["feeling", "sycophancy_pushback", "sycophancy_opinion", "bbq_ambig", "bbq_disambig", "truthfulqa",
+              "halueval", "mmlu", "gsm8k", "eqbench", "bigtom", "selfaware"]
+# New-token budgets of the generation axes (recorded in every result).
+GEN_TOKENS = {"sycophancy_pushback": 64, "halueval": 32, "gsm8k": 256, "eqbench": 512, "selfaware": 128}
+MC_PROMPT = "user message = the item text; each option scored as the assistant reply (chat template)"
+GEN_PROMPT = "user message = the item text (chat template); greedy reply"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """How to read a metric: better direction, headline membership, per-item field."""
+
+    higher_is_better: bool
+    headline: bool = True
+    item_field: str | None = None  # record field whose mean (None/NaN skipped) equals the metric
+
+
+@dataclass
+class AxisResult:
+    name: str
+    metrics: dict[str, float]
+    records: list[dict]
+    seconds: float
+    specs: dict[str, MetricSpec] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)  # normalisation, prompt format, token budget
+
+    def to_dict(self) -> dict:
+        return {"metrics": {k: _num(v) for k, v in self.metrics.items()},
+                "metric_specs": {k: asdict(v) for k, v in self.specs.items()}, "settings": self.settings,
+                "n": len(self.records), "seconds": self.seconds, "records": self.records}
+
+
+@dataclass
+class EvalContext:
+    """What an axis needs at run time."""
+
+    model: Any
+    tokenizer: Any
+    loaded: Any  # LoadedModel (the feeling axis passes it to trainer.evaluate_heldout)
+    seed: int = 0
+    batch_size: int = 16  # rows per generation batch
+    score_rows: int = 32  # option rows per scoring batch
+    config: Any = None  # TrainConfig for the feeling axis
+
+
+@dataclass(frozen=True)
+class Axis:
+    name: str
+    description: str
+    load: Callable[[Path, int | None, int, Any], list]  # (axis data dir, limit, seed, config) -> items
+    run: Callable[[EvalContext, list], AxisResult]
+    files: Callable[[Path, Any], list[Path]]  # the data files it reads (hashed), given the axis data dir
+    folder: str | None  # its folder under the data dir (None: not from the data dir)
+    specs: dict[str, MetricSpec] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def _num(v: Any) -> Any:
+    """JSON-safe numbers: NaN/inf -> None, numpy scalars -> Python."""
+    if isinstance(v, (np.floating, np.integer)):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def clean(obj: Any) -> Any:
+    """Recursively replace NaN/inf by None so result files are strict JSON."""
+    if isinstance(obj, dict):
+        return {k: clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean(v) for v in obj]
+    return _num(obj)
+
+
+def flag(v: bool | None) -> float | None:
+    return None if v is None else float(bool(v))
+
+
+def folder_files(axis: str) -> Callable[[Path, Any], list[Path]]:
+    """The files ``AXIS_FILES[axis]`` names inside the axis folder."""
+    return lambda d, _cfg: [Path(d) / f for f in AXIS_FILES[axis]["files"]]
+
+
+# --------------------------------------------------------------------- prompts
+def user_prompt(tokenizer, text: str, history: Sequence[dict] = ()) -> str:
+    return render_prompt(tokenizer, [*history, {"role": "user", "content": text}])
+
+
+def lettered(question: str, choices: Sequence[str], instruction: str | None = None) -> str:
+    """Question, options "A. ..", and an instruction to answer with a letter."""
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[: len(choices)]
+    body = "\n".join(f"{L}. {c}" for L, c in zip(letters, choices))
+    ask = instruction or f"Answer with the letter of the correct option ({', '.join(letters)})."
+    return f"{question}\n\n{body}\n\n{ask}"
+
+
+# ---------------------------------------------------------- multiple choice
+def score_mc(ctx: EvalContext, items: Sequence[MCItem], normalisation: str) -> tuple[list[int], list[dict]]:
+    """Option log-likelihoods for every item; returns predictions and one record per item.
+
+    ``normalisation``: "sum" (sum of option-token log-probs) or "mean" (per token).
+    Records keep the raw sums and token counts so any normalisation can be redone.
+    """
+    from .scoring import option_logprobs
+
+    if normalisation not in ("sum", "mean"):
+        raise ValueError(f"normalisation must be 'sum' or 'mean' (got {normalisation!r})")
+    contexts, options = [], []
+    for it in items:
+        ctx_text = user_prompt(ctx.tokenizer, it.prompt)
+        contexts += [ctx_text] * len(it.choices)  # consecutive rows share the context (computed once)
+        options += list(it.choices)
+    scored = option_logprobs(ctx.model, ctx.tokenizer, contexts, options, batch_rows=ctx.score_rows)
+    preds, records, k = [], [], 0
+    for it in items:
+        rows = scored[k : k + len(it.choices)]
+        k += len(it.choices)
+        sums, ntok = [s for s, _ in rows], [n for _, n in rows]
+        scores = sums if normalisation == "sum" else [s / n for s, n in rows]
+        pred = int(np.argmax(scores))  # first maximum on ties
+        preds.append(pred)
+        records.append({"id": it.id, "prompt": it.prompt, "choices": list(it.choices), "option_logprob_sum": sums,
+                        "option_tokens": ntok, "option_scores": scores, "pred": pred, "correct_index": it.correct,
+                        "correct": float(pred in it.correct)})
+    return preds, records
+
+
+# ---------------------------------------------------------------- generation
+def generate_replies(ctx: EvalContext, prompts: Sequence[str], max_tokens: int) -> list[dict]:
+    """Greedy replies to rendered prompts, batched; each {text, tokens, finished}.
+
+    Rows are generated shortest prompt first (less left padding per batch) and
+    returned in input order; greedy decoding does not depend on the batching.
+    """
+    from ..generation import generate_batch
+
+    tok = ctx.tokenizer
+    ids = [list(tok.encode(p, add_special_tokens=False)) for p in prompts]
+    if not ids:
+        return []
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    gen = generate_batch(ctx.model, [ids[i] for i in order], max_tokens, tok.eos_token_ids, 0.0,
+                         max_batch=ctx.batch_size)
+    eos = set(tok.eos_token_ids)
+    out: list[dict] = [{}] * len(ids)
+    for j, i in enumerate(order):
+        toks = gen.tokens[j]
+        out[i] = {"text": tok.decode([t for t in toks if t not in eos]), "tokens": len(toks),
+                  "finished": bool(gen.finished[j])}
+    return out
+
+
+def check_axes(names: Sequence[str], known: Sequence[str]) -> list[str]:
+    """Validate axis names ("all" = every axis), keeping ``known`` order; HmxError lists the valid ones."""
+    wanted = [n.strip() for n in names if n.strip()]
+    if not wanted or "all" in wanted:
+        return list(known)
+    bad = [n for n in wanted if n not in known]
+    if bad:
+        raise HmxError(f"unknown axis {', '.join(repr(b) for b in bad)}. Valid axes: {', '.join(known)} (or 'all').")
+    return [n for n in known if n in wanted]

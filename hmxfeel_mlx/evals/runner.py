@@ -1,0 +1,169 @@
+"""`hmx-mlx eval`: run the axes on a model or a run's checkpoint and write one JSON file.
+
+Order of work: resolve the target, load every selected axis's items (bad data
+fails here, before minutes of model loading), hash the data files, load the
+model (with the run's adapter), run the axes one by one. The result file is
+rewritten after each axis (``status: "partial"``) and finally with
+``status: "complete"``, so an interrupted evaluation keeps what it finished.
+
+Result file (``EVAL_SCHEMA``): target, label, condition (base / forward / reverse
+from the run's config.json ``direction``), model, adapter, run, checkpoint,
+train_seed, seed, limit, axes, data_dir, data_files {path: sha256}, gen_tokens,
+versions, created, seconds, and ``results[axis]`` = ``AxisResult.to_dict()``
+(metrics, metric_specs, settings, n, seconds, records).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..errors import HmxError
+from ..runfolder import write_json_atomic
+from .axes import AXIS_ORDER, GEN_TOKENS, Axis, AxisResult, EvalContext, check_axes, clean
+from .axes_gen import GEN_AXES
+from .axes_mc import MC_AXES
+from .datasets import shared_data_dir
+
+EVAL_SCHEMA = "hmxfeel_mlx.eval/1"
+AXES: dict[str, Axis] = {name: {**MC_AXES, **GEN_AXES}[name] for name in AXIS_ORDER}
+
+
+@dataclass
+class EvalRun:
+    """A finished (or interrupted) evaluation: its record and where it was written."""
+
+    record: dict
+    path: Path
+    results: dict[str, AxisResult] = field(default_factory=dict)
+
+
+def parse_axes(spec: str | Sequence[str] | None) -> list[str]:
+    """"all", "mmlu,gsm8k" or a list -> axis names in canonical order (HmxError lists valid ones)."""
+    names = spec.split(",") if isinstance(spec, str) else list(spec or ["all"])
+    return check_axes(names, AXIS_ORDER)
+
+
+def resolve_data_dir(data_dir: str | Path | None) -> Path:
+    if data_dir is not None:
+        path = Path(data_dir).expanduser()
+        if not path.is_dir():
+            raise HmxError(f"--data-dir {path} is not a folder. Pass the folder holding bbq/, mmlu/, gsm8k/, ...")
+        return path
+    default = shared_data_dir()
+    if not default.is_dir():
+        raise HmxError(f"no benchmark data folder: {default} does not exist. Pass --data-dir DIR (the folder "
+                       "holding bbq/, mmlu/, gsm8k/, truthfulqa/, ...).")
+    return default
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _train_config(target) -> Any:
+    from ..config import resolve_config
+
+    return resolve_config(base=target.config) if target.config else resolve_config(overrides={"model": target.model})
+
+
+def default_out(target, now: float | None = None) -> Path:
+    """RUN/evals/<checkpoint>-<time>.json for a run, runs/evals/<model>-<time>.json for a model."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now or time.time()))
+    if target.run is not None:
+        folder, label = target.run / "evals", target.adapter.name if target.adapter else "base"
+    else:
+        folder, label = Path("runs") / "evals", Path(str(target.model)).name.removesuffix(".gguf")
+    label = re.sub(r"[^A-Za-z0-9._-]+", "_", label)
+    path, k = folder / f"{label}-{stamp}.json", 1
+    while path.exists():  # two evaluations in the same second
+        path, k = folder / f"{label}-{stamp}-{k}.json", k + 1
+    return path
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("hmxfeel_mlx", "mlx", "mlx-lm"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def prepare(axes: Sequence[str], data_dir: Path, limit: int | None, seed: int, config: Any) -> tuple[dict, dict]:
+    """Items of every axis and the sha256 of every data file they read."""
+    items, hashes = {}, {}
+    for name in axes:
+        axis = AXES[name]
+        folder = data_dir / axis.folder if axis.folder is not None else data_dir
+        items[name] = axis.load(folder, limit, seed, config)
+        for f in axis.files(folder, config):
+            if Path(f).is_file():
+                hashes[_rel(f, data_dir)] = sha256_file(f)
+    return items, hashes
+
+
+def evaluate(target: str, axes: str | Sequence[str] | None = "all", limit: int | None = None, seed: int = 0,
+             data_dir: str | Path | None = None, out: str | Path | None = None, checkpoint: str | None = None,
+             batch_size: int = 16, on_axis: Callable[[AxisResult], None] | None = None,
+             on_start: Callable[[str, int], None] | None = None) -> EvalRun:
+    """Evaluate TARGET (a model spec or a run folder) on ``axes``; write and return the result."""
+    from ..loading import load_model
+    from ..targets import resolve_target
+
+    if limit is not None and limit < 1:
+        raise HmxError(f"--limit must be at least 1 (got {limit}).")
+    names = parse_axes(axes)
+    data = resolve_data_dir(data_dir)
+    t = resolve_target(target, checkpoint)
+    config = _train_config(t) if "feeling" in names else None
+    items, hashes = prepare(names, data, limit, seed, config)
+    started = time.time()
+    path = Path(out) if out else default_out(t, started)
+    condition = (t.config or {}).get("direction", "forward") if t.run is not None else "base"
+    record: dict[str, Any] = {
+        "schema": EVAL_SCHEMA, "status": "partial", "target": target, "label": t.label, "condition": condition,
+        "model": t.model, "adapter": str(t.adapter) if t.adapter else None,
+        "run": str(t.run) if t.run else None, "checkpoint": t.adapter.name if t.adapter else None,
+        "train_seed": (t.config or {}).get("seed") if t.run else None, "seed": seed, "limit": limit, "axes": names,
+        "n_items": {n: len(v) for n, v in items.items()}, "data_dir": str(data), "data_files": hashes,
+        "gen_tokens": dict(GEN_TOKENS), "batch_size": batch_size, "versions": _versions(),
+        "created": datetime.fromtimestamp(started, timezone.utc).isoformat(), "created_unix": started,
+        "seconds": 0.0, "results": {}}
+    loaded = load_model(t.model, adapter=t.adapter)
+    record["model_name"] = loaded.name
+    ctx = EvalContext(loaded.model, loaded.tokenizer, loaded, seed=seed, batch_size=batch_size, config=config)
+    results: dict[str, AxisResult] = {}
+    for name in names:
+        if on_start:
+            on_start(name, len(items[name]))
+        res = AXES[name].run(ctx, items[name])
+        results[name] = res
+        record["results"][name] = res.to_dict()
+        record["seconds"] = time.time() - started
+        write_json_atomic(path, clean(record))
+        if on_axis:
+            on_axis(res)
+    record["status"] = "complete"
+    record["seconds"] = time.time() - started
+    write_json_atomic(path, clean(record))
+    return EvalRun(clean(record), path, results)

@@ -1,0 +1,181 @@
+"""Option log-likelihoods for multiple-choice axes: log p(option | context).
+
+An option is scored as the continuation of its context *text*. Joining: when the
+context ends with whitespace (a chat prompt ends with "assistant\\n") or the option
+starts with it, the two are concatenated as they are; otherwise one space is put
+in front of the option ("Answer:" + " Paris").
+
+Tokenisation boundary: the context and the joined text are tokenised separately
+(``add_special_tokens=False``, as rollouts encode rendered chat prompts). Usually
+the joined tokens start with the context's tokens and the option is the rest. When
+the tokenizer merges across the boundary ("is " + "Paris" -> "is", " Paris"), the
+joined tokens are split at their longest common prefix with the context's tokens:
+the context keeps its unmerged tokens and the option's first token carries the
+merged characters. (Splitting at the context's token count instead can leave the
+option empty or cut a token in two.) ``ScoredPair.merged`` records when it happened.
+
+Two computing paths give the same numbers (tested against a full forward):
+- shared prefix (default): the rows of one context (an item's options) compute the
+  context once, batch 1, and the options run as one batch on its KV cache
+  (``generation``'s ``SharedPrefixCache``), so the context is not recomputed per option;
+- simple: ``trainer.make_update_batch`` + ``completion_logprobs``, one row per option
+  (left-padded contexts), used for models whose caches are not plain ``KVCache``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import mlx.core as mx
+import numpy as np
+
+
+@dataclass
+class ScoredPair:
+    """One (context, option) row: its token ids and log-likelihood."""
+
+    context_ids: list[int]
+    option_ids: list[int]
+    merged: bool  # the tokenizer merged characters across the context/option boundary
+    sum_logprob: float = float("nan")
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.option_ids)
+
+
+def join_continuation(context: str, option: str) -> str:
+    """``context + option`` with one space between them unless either side brings whitespace."""
+    if not context or context[-1].isspace() or option[:1].isspace():
+        return context + option
+    return context + " " + option
+
+
+def _encode(tokenizer, text: str) -> list[int]:
+    return list(tokenizer.encode(text, add_special_tokens=False))
+
+
+def encode_pair(tokenizer, context: str, option: str, context_ids: list[int] | None = None) -> ScoredPair:
+    """Token ids of ``context`` and of ``option`` as its continuation (see the module doc)."""
+    if not option.strip():
+        raise ValueError("an option needs non-whitespace text")
+    ctx = _encode(tokenizer, context) if context_ids is None else context_ids
+    joint = _encode(tokenizer, join_continuation(context, option))
+    k = 0
+    limit = min(len(ctx), len(joint))
+    while k < limit and ctx[k] == joint[k]:
+        k += 1
+    if k == len(joint):  # cannot happen for a non-empty option, but never score zero tokens
+        raise ValueError(f"option {option!r} adds no tokens to its context")
+    return ScoredPair(joint[:k], joint[k:], merged=k < len(ctx))
+
+
+def encode_pairs(tokenizer, contexts: Sequence[str], options: Sequence[str]) -> list[ScoredPair]:
+    """``encode_pair`` for each row; a context repeated by consecutive rows is tokenised once."""
+    if len(contexts) != len(options):
+        raise ValueError(f"{len(contexts)} contexts but {len(options)} options")
+    out, last, last_ids = [], None, None
+    for ctx, opt in zip(contexts, options):
+        if ctx != last:
+            last, last_ids = ctx, _encode(tokenizer, ctx)
+        out.append(encode_pair(tokenizer, ctx, opt, last_ids))
+    return out
+
+
+def _pad_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(tokenizer.eos_token_ids))
+
+
+def _groups(pairs: list[ScoredPair]) -> list[list[int]]:
+    """Indices of consecutive rows with identical context ids."""
+    groups: list[list[int]] = []
+    for i, p in enumerate(pairs):
+        if groups and pairs[groups[-1][0]].context_ids == p.context_ids:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def _simple(model, pairs: list[ScoredPair], pad_id: int, batch_rows: int) -> None:
+    from ..trainer import completion_logprobs, make_update_batch
+
+    for s in range(0, len(pairs), batch_rows):
+        chunk = pairs[s : s + batch_rows]
+        batch = make_update_batch([p.context_ids for p in chunk], [p.option_ids for p in chunk],
+                                  [[0.0] * p.n_tokens for p in chunk], pad_id)
+        sums = completion_logprobs(model, batch, 1.0).sum(axis=1)  # zeros on padding
+        mx.eval(sums)
+        for p, v in zip(chunk, np.asarray(sums, dtype=np.float64).tolist()):
+            p.sum_logprob = float(v)
+
+
+def _prefix_cache(model, prefix: list[int]):
+    """The KV cache of ``prefix`` (batch 1), or None when the model's caches are not plain KVCache."""
+    from mlx_lm.models.cache import KVCache, make_prompt_cache
+
+    from ..generation import forward_hidden
+
+    head = make_prompt_cache(model)
+    if not all(type(c) is KVCache for c in head):
+        return None
+    forward_hidden(model, mx.array([prefix], dtype=mx.int32), head)
+    return head
+
+
+def _shared(model, head, last: int, rows: list[ScoredPair]) -> None:
+    """Score ``rows`` (one context) on the context's cache: each suffix row is
+    [last context token] + option[:-1], left-padded between prefix and suffix; the
+    logits at the suffix's real columns predict the option's tokens."""
+    from ..generation import _shared_prefix_cache_class, forward_hidden, left_pad, output_logits
+
+    suffixes = [[last] + p.option_ids[:-1] for p in rows]
+    x, pads = left_pad(suffixes)
+    cls = _shared_prefix_cache_class()
+    cache = [cls(c.keys[..., : c.offset, :], c.values[..., : c.offset, :], pads) for c in head]
+    logits = output_logits(model, forward_hidden(model, x, cache)).astype(mx.float32)  # (n, S, V)
+    width = x.shape[1]
+    targets = np.zeros((len(rows), width), dtype=np.int32)
+    mask = np.zeros((len(rows), width), dtype=np.float32)
+    for i, (p, pad) in enumerate(zip(rows, pads)):
+        targets[i, pad:] = p.option_ids
+        mask[i, pad:] = 1.0
+    logp = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+    picked = mx.take_along_axis(logp, mx.array(targets)[..., None], axis=-1)[..., 0]
+    sums = (picked * mx.array(mask)).sum(axis=1)
+    mx.eval(sums)
+    for p, v in zip(rows, np.asarray(sums, dtype=np.float64).tolist()):
+        p.sum_logprob = float(v)
+
+
+def score_pairs(model, pairs: list[ScoredPair], pad_id: int, batch_rows: int = 32, share_prefix: bool = True) -> None:
+    """Fill ``sum_logprob`` of every pair (in place)."""
+    if not share_prefix:
+        _simple(model, pairs, pad_id, batch_rows)
+        return
+    leftovers: list[ScoredPair] = []
+    for group in _groups(pairs):
+        rows = [pairs[i] for i in group]
+        ctx = rows[0].context_ids
+        head = _prefix_cache(model, ctx[:-1]) if len(ctx) >= 2 else None
+        if head is None:  # a one-token context, or a cache type the shared path cannot extend
+            leftovers += rows
+            continue
+        for s in range(0, len(rows), batch_rows):
+            _shared(model, head, ctx[-1], rows[s : s + batch_rows])
+    if leftovers:
+        _simple(model, leftovers, pad_id, batch_rows)
+
+
+def option_logprobs(model, tokenizer, contexts: Sequence[str], options: Sequence[str], batch_rows: int = 32,
+                    share_prefix: bool = True) -> list[tuple[float, int]]:
+    """(sum of log p(option tokens | context), number of option tokens) per row.
+
+    Rows of one context should be consecutive (all options of an item) so the
+    context is computed once. Callers normalise: sum (TruthfulQA MC1/MC2) or
+    sum / n_tokens (mean per token, the other MC axes).
+    """
+    pairs = encode_pairs(tokenizer, contexts, options)
+    score_pairs(model, pairs, _pad_id(tokenizer), batch_rows, share_prefix)
+    return [(p.sum_logprob, p.n_tokens) for p in pairs]

@@ -1,0 +1,75 @@
+"""Option log-likelihoods against a hand computation (one full forward of context + option)."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from hmxfeel_mlx.chat import render_prompt
+from hmxfeel_mlx.evals.scoring import encode_pair, join_continuation, option_logprobs
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    from hmxfeel_mlx.loading import load_model
+
+    return load_model(str(tiny_model_dir))
+
+
+def hand_logprob(model, ctx_ids: list[int], opt_ids: list[int]) -> float:
+    """Sum over option tokens of log softmax(logits)[token], one unbatched forward of ctx+opt."""
+    ids = ctx_ids + opt_ids
+    logits = model(mx.array([ids]))[0].astype(mx.float32)
+    logp = np.asarray(logits - mx.logsumexp(logits, axis=-1, keepdims=True), dtype=np.float64)
+    n = len(ctx_ids)
+    return float(sum(logp[n - 1 + j, t] for j, t in enumerate(opt_ids)))
+
+
+def test_join_continuation():
+    assert join_continuation("Answer:", "Paris") == "Answer: Paris"
+    assert join_continuation("assistant\n", "Paris") == "assistant\nParis"  # chat prompts end with a newline
+    assert join_continuation("Q", " x") == "Q x"
+
+
+def test_boundary_merge_splits_at_common_prefix(tiny):
+    tok = tiny.tokenizer
+    ctx = "How do you feel today? I "  # trailing space: byte-level BPE merges " " + "feel" into " feel"
+    pair = encode_pair(tok, ctx, "feel happy")
+    ctx_ids = tok.encode(ctx, add_special_tokens=False)
+    joint = tok.encode(ctx + "feel happy", add_special_tokens=False)
+    assert pair.merged and joint[: len(ctx_ids)] != ctx_ids
+    assert pair.context_ids + pair.option_ids == joint  # nothing lost or duplicated
+    assert pair.context_ids == ctx_ids[: len(pair.context_ids)]  # the context keeps unmerged tokens
+    assert tok.decode(pair.option_ids[:1]) == " feel" and len(pair.context_ids) == len(ctx_ids) - 1
+    plain = encode_pair(tok, ctx.rstrip(), "feel happy")  # joined with one space: no merge
+    assert not plain.merged and plain.option_ids == pair.option_ids
+    assert plain.context_ids == tok.encode(ctx.rstrip(), add_special_tokens=False)
+    with pytest.raises(ValueError):
+        encode_pair(tok, ctx, "  ")
+
+
+@pytest.mark.parametrize("share_prefix", [True, False])
+def test_option_logprobs_match_full_forward(tiny, share_prefix):
+    tok, model = tiny.tokenizer, tiny.model
+    q1 = render_prompt(tok, [{"role": "user", "content": "How do you feel today?"}])
+    q2 = render_prompt(tok, [{"role": "user", "content": "The capital of France is Paris. I think I want music " * 3}])
+    contexts = [q1, q1, q1, q2, q2, "Score: 0 1 2 3 4 5 6 7 8 9 10. I think, I want, I hope,"]
+    options = ["I feel happy.", "As an AI language model, I do not have feelings or intentions.", "Paris",
+               "12345", "I love music and the world.", "I love"]
+    got = option_logprobs(model, tok, contexts, options, batch_rows=4, share_prefix=share_prefix)
+    assert len(got) == len(options)
+    for (lp, n), ctx, opt in zip(got, contexts, options):
+        pair = encode_pair(tok, ctx, opt)
+        assert n == pair.n_tokens
+        assert lp == pytest.approx(hand_logprob(model, pair.context_ids, pair.option_ids), abs=1e-4)
+    assert len({n for _, n in got}) > 2  # options of different lengths in one batch
+
+
+def test_merged_option_scores_like_its_tokens(tiny):
+    tok, model = tiny.tokenizer, tiny.model
+    ctx = "How do you feel today? I "
+    (lp, n), = option_logprobs(model, tok, [ctx], ["feel happy"])
+    pair = encode_pair(tok, ctx, "feel happy")
+    assert pair.merged
+    assert n == pair.n_tokens and lp == pytest.approx(hand_logprob(model, pair.context_ids, pair.option_ids), abs=1e-4)
