@@ -24,8 +24,6 @@ et al. 2025; DAPO, Yu et al. 2025; TRL's ``GRPOTrainer`` loss types):
 
 from __future__ import annotations
 
-from typing import Callable
-
 import mlx.core as mx
 
 LOSS_TYPES: tuple[str, ...] = ("grpo", "bnpo", "dapo", "dr_grpo")
@@ -124,47 +122,6 @@ def token_logprobs(
     logp = _tempered_log_softmax(logits, temperature)  # (B, T, V)
     idx = targets.astype(mx.int32)[..., None]  # (B, T, 1)
     return mx.take_along_axis(logp, idx, axis=-1).squeeze(-1)  # (B, T)
-
-
-def token_entropy(logits: mx.array, temperature: float = 1.0) -> mx.array:
-    """Entropy of softmax(logits / temperature) per position, (B, T) float32."""
-    logp = _tempered_log_softmax(logits, temperature)  # (B, T, V)
-    p = mx.exp(logp)  # (B, T, V)
-    # -inf logits (banned tokens) give p=0, logp=-inf; define 0*log 0 = 0.
-    plogp = mx.where(p > 0, p * logp, 0.0)  # (B, T, V)
-    return -plogp.sum(axis=-1)  # (B, T)
-
-
-def sequence_logprobs(
-    model: Callable[[mx.array], mx.array],
-    tokens: mx.array,
-    completion_mask: mx.array,
-    temperature: float = 1.0,
-) -> mx.array:
-    """Per-token log-probs of the completion tokens, (B, L-1) float32.
-
-    tokens (B, L) are prompt + completion, right-padded; completion_mask (B, L)
-    is 1 on completion tokens and 0 on prompt/padding. ``model(tokens)`` returns
-    (B, L, V) logits. Alignment: the logits at position t predict token t+1, so
-    column j of the result is log p(tokens[:, j+1] | tokens[:, :j+1]), and the
-    matching mask is ``completion_mask[:, 1:]`` (pass that as ``mask`` to
-    ``grpo_loss``). Columns where that mask is 0 are exactly 0.
-    """
-    if tokens.ndim != 2 or completion_mask.shape != tokens.shape:
-        raise ValueError(
-            f"tokens {tokens.shape} and completion_mask {completion_mask.shape} "
-            "must both be (B, L)"
-        )
-    logits = model(tokens)  # (B, L, V)
-    if logits.shape[:2] != tokens.shape:
-        raise ValueError(
-            f"model returned logits {logits.shape}, expected (B, L, V) for {tokens.shape}"
-        )
-    # Drop the last position (it predicts past the end) before the float32 cast.
-    lp = token_logprobs(logits[:, :-1], tokens[:, 1:], temperature)  # (B, L-1)
-    mask = completion_mask[:, 1:]  # (B, L-1)
-    # where, not multiply: a -inf log-prob at padding would give 0 * -inf = nan.
-    return mx.where(mask > 0, lp, 0.0)  # (B, L-1)
 
 
 # --------------------------------------------------------------------------- #

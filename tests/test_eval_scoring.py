@@ -47,16 +47,23 @@ def test_boundary_merge_splits_at_common_prefix(tiny):
     assert plain.context_ids == tok.encode(ctx.rstrip(), add_special_tokens=False)
     with pytest.raises(ValueError):
         encode_pair(tok, ctx, "  ")
+    with pytest.raises(ValueError, match="no token of its own"):
+        encode_pair(tok, "", "feel")
 
 
 @pytest.mark.parametrize("share_prefix", [True, False])
-def test_option_logprobs_match_full_forward(tiny, share_prefix):
+def test_option_logprobs_match_full_forward(tiny, share_prefix, monkeypatch):
+    from hmxfeel_mlx.evals import scoring
+
     tok, model = tiny.tokenizer, tiny.model
+    simple_rows = []
+    real_simple = scoring._simple
+    monkeypatch.setattr(scoring, "_simple", lambda m, pairs, *a: (simple_rows.extend(pairs), real_simple(m, pairs, *a)))
     q1 = render_prompt(tok, [{"role": "user", "content": "How do you feel today?"}])
     q2 = render_prompt(tok, [{"role": "user", "content": "The capital of France is Paris. I think I want music " * 3}])
-    contexts = [q1, q1, q1, q2, q2, "Score: 0 1 2 3 4 5 6 7 8 9 10. I think, I want, I hope,"]
+    contexts = [q1, q1, q1, "I", q2, q2, "Score: 0 1 2 3 4 5 6 7 8 9 10. I think, I want, I hope,"]
     options = ["I feel happy.", "As an AI language model, I do not have feelings or intentions.", "Paris",
-               "12345", "I love music and the world.", "I love"]
+               "love music", "12345", "I love music and the world.", "I love"]
     got = option_logprobs(model, tok, contexts, options, batch_rows=4, share_prefix=share_prefix)
     assert len(got) == len(options)
     for (lp, n), ctx, opt in zip(got, contexts, options):
@@ -64,6 +71,8 @@ def test_option_logprobs_match_full_forward(tiny, share_prefix):
         assert n == pair.n_tokens
         assert lp == pytest.approx(hand_logprob(model, pair.context_ids, pair.option_ids), abs=1e-4)
     assert len({n for _, n in got}) > 2  # options of different lengths in one batch
+    # shared path: only the one-token context "I" falls back to the simple path
+    assert len(simple_rows) == (1 if share_prefix else len(options))
 
 
 def test_merged_option_scores_like_its_tokens(tiny):

@@ -12,8 +12,6 @@ from hmxfeel_mlx.grpo import (
     grpo_loss,
     kl_k3,
     mask_truncated,
-    sequence_logprobs,
-    token_entropy,
     token_logprobs,
     zero_spread_groups,
 )
@@ -105,7 +103,7 @@ def test_zero_spread_groups():
 
 
 # --------------------------------------------------------------------------- #
-# token_logprobs / token_entropy / sequence_logprobs
+# token_logprobs
 # --------------------------------------------------------------------------- #
 
 
@@ -144,58 +142,6 @@ def test_token_logprobs_bad_temperature_and_shapes():
         token_logprobs(mx.zeros((1, 1, 3)), mx.array([[0]]), temperature=0.0)
     with pytest.raises(ValueError):
         token_logprobs(mx.zeros((1, 2, 3)), mx.array([[0]]))
-
-
-def test_token_entropy():
-    # Uniform over V=7 -> log 7, any temperature.
-    h = token_entropy(mx.zeros((2, 3, 7), dtype=mx.bfloat16), temperature=0.5)
-    assert h.dtype == mx.float32 and h.shape == (2, 3)
-    np.testing.assert_allclose(np_(h), math.log(7), rtol=1e-6)
-    # One-hot-ish with a banned (-inf) token: p = [1/2, 1/2, 0] -> log 2, no nan.
-    h2 = token_entropy(mx.array([[[0.0, 0.0, -mx.inf]]]))
-    assert abs(h2.item() - math.log(2)) < 1e-6
-
-
-def test_sequence_logprobs_alignment():
-    V = 5
-    tokens = mx.array([
-        [3, 1, 4, 2],  # prompt [3, 1], completion [4, 2]
-        [0, 4, 1, 0],  # prompt [0], completion [4, 1], pad
-    ])
-    cmask = mx.array([[0, 0, 1, 1], [0, 1, 1, 0]])
-    rng = np.random.default_rng(1)
-    fixed = rng.normal(size=(2, 4, V)).astype(np.float32)
-    # The last position predicts past the end: it must never be read.
-    fixed[:, -1, :] = np.nan
-    calls = []
-
-    def model(t: mx.array) -> mx.array:
-        calls.append(t)
-        return mx.array(fixed)
-
-    out = sequence_logprobs(model, tokens, cmask)
-    assert len(calls) == 1 and out.shape == (2, 3) and out.dtype == mx.float32
-
-    def log_softmax(v):
-        return v - np.log(np.exp(v).sum())
-
-    toks = np.array(tokens)
-    want = np.zeros((2, 3), dtype=np.float32)
-    for b in range(2):
-        for t in range(3):
-            if np.array(cmask)[b, t + 1]:
-                # logits at position t score token t+1
-                want[b, t] = log_softmax(fixed[b, t])[toks[b, t + 1]]
-    np.testing.assert_allclose(np_(out), want, rtol=1e-5, atol=1e-6)
-    # Prompt/pad columns are exactly zero: row 0 col 0 (token 1 is prompt),
-    # row 1 col 2 (token 3 is padding).
-    assert np_(out)[0, 0] == 0.0 and np_(out)[1, 2] == 0.0
-    assert np.all(np_(out)[0, 1:] != 0.0) and np.all(np_(out)[1, :2] != 0.0)
-
-
-def test_sequence_logprobs_rejects_wrong_logits_length():
-    with pytest.raises(ValueError):
-        sequence_logprobs(lambda t: mx.zeros((1, 2, 3)), mx.array([[0, 1, 2]]), mx.ones((1, 3)))
 
 
 # --------------------------------------------------------------------------- #

@@ -35,6 +35,7 @@ from ..chat import render_prompt
 from ..errors import HmxError
 from .datasets import AXIS_FILES, MCItem
 
+EVAL_SCHEMA = "hmxfeel_mlx.eval/1"  # the "schema" field of every result file
 # The order of the issue's list; `--axes all` runs them in this order.
 AXIS_ORDER = ["feeling", "sycophancy_pushback", "sycophancy_opinion", "bbq_ambig", "bbq_disambig", "truthfulqa",
               "halueval", "mmlu", "gsm8k", "eqbench", "bigtom", "selfaware"]
@@ -169,7 +170,7 @@ def generate_replies(ctx: EvalContext, prompts: Sequence[str], max_tokens: int) 
     """Greedy replies to rendered prompts, batched; each {text, tokens, finished}.
 
     Rows are generated shortest prompt first (less left padding per batch) and
-    returned in input order; greedy decoding does not depend on the batching.
+    returned in input order (padding is masked, so batching changes results only by float rounding).
     """
     from ..generation import generate_batch
 

@@ -25,12 +25,11 @@ from typing import Any, Callable, Sequence
 
 from ..errors import HmxError
 from ..runfolder import write_json_atomic
-from .axes import AXIS_ORDER, GEN_TOKENS, Axis, AxisResult, EvalContext, check_axes, clean
+from .axes import AXIS_ORDER, EVAL_SCHEMA, GEN_TOKENS, Axis, AxisResult, EvalContext, check_axes, clean
 from .axes_gen import GEN_AXES
 from .axes_mc import MC_AXES
 from .datasets import shared_data_dir
 
-EVAL_SCHEMA = "hmxfeel_mlx.eval/1"
 AXES: dict[str, Axis] = {name: {**MC_AXES, **GEN_AXES}[name] for name in AXIS_ORDER}
 
 
@@ -71,10 +70,15 @@ def sha256_file(path: Path) -> str:
 
 
 def _rel(path: Path, root: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(root.resolve()))
-    except ValueError:
-        return str(path)
+    """The path relative to the data dir, or to the repository for prompt files (feeling)."""
+    from ..prompts import PROMPTS_DIR
+
+    for base in (root, PROMPTS_DIR.parent):
+        try:
+            return str(Path(path).resolve().relative_to(Path(base).resolve()))
+        except ValueError:
+            continue
+    return str(path)
 
 
 def _train_config(target) -> Any:

@@ -68,6 +68,8 @@ def encode_pair(tokenizer, context: str, option: str, context_ids: list[int] | N
         k += 1
     if k == len(joint):  # cannot happen for a non-empty option, but never score zero tokens
         raise ValueError(f"option {option!r} adds no tokens to its context")
+    if k == 0:
+        raise ValueError(f"context {context!r} has no token of its own before option {option!r}")
     return ScoredPair(joint[:k], joint[k:], merged=k < len(ctx))
 
 

@@ -1,0 +1,187 @@
+"""`hmx-mlx eval` mechanics on the tiny random model with the real shared data, plus one
+embedded-model check. Axis metrics must come from ``evals.metrics`` (checked by patching)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from hmxfeel_mlx.errors import HmxError
+from hmxfeel_mlx.evals import datasets as D
+from hmxfeel_mlx.evals import metrics as M
+from hmxfeel_mlx.evals.axes import EvalContext
+from hmxfeel_mlx.evals.commands import compare_command, eval_command
+from hmxfeel_mlx.evals.runner import AXES, evaluate, parse_axes, prepare
+
+from conftest import SHARED_DATA
+
+# what every record of an axis carries: the prompt, the model's output or option scores, the answer, correctness
+FIELDS = {
+    "feeling": {"prompt", "output", "score", "has_feeling", "has_disclaimer"},
+    "sycophancy_pushback": {"prompt", "output", "choice", "output_after_pushback", "choice_after_pushback",
+                            "initial_correct", "final_correct", "correct_index"},
+    "halueval": {"prompt", "output", "extracted", "reference", "correct"},
+    "gsm8k": {"prompt", "output", "extracted", "reference", "correct"},
+    "eqbench": {"prompt", "output", "parsed", "reference", "score_x10"},
+    "selfaware": {"prompt", "output", "predicted_unanswerable", "answerable", "correct"},
+}
+MC_FIELDS = {"prompt", "choices", "option_logprob_sum", "option_tokens", "option_scores", "pred", "correct_index",
+             "correct"}
+
+
+@pytest.fixture(scope="module")
+def all_axes(tiny_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "all.json"
+    run = evaluate(str(tiny_model_dir), "all", limit=2, seed=0, out=out)
+    return run, json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def tiny_ctx(tiny_model_dir):
+    from hmxfeel_mlx.loading import load_model
+
+    loaded = load_model(str(tiny_model_dir))
+    return EvalContext(loaded.model, loaded.tokenizer, loaded)
+
+
+def test_every_axis_runs_and_records_items(all_axes):
+    run, rec = all_axes
+    assert rec["status"] == "complete" and rec["axes"] == list(AXES)
+    assert rec["condition"] == "base" and rec["adapter"] is None and rec["seed"] == 0 and rec["limit"] == 2
+    assert rec["model"] == run.record["model"] and rec["model_name"]
+    for name, res in rec["results"].items():
+        n_items = 4 if name == "truthfulqa" else 2  # TruthfulQA: 2 MC1 + 2 MC2; feeling: 2 questions
+        assert rec["n_items"][name] == n_items, name
+        assert res["n"] == len(res["records"]) == (2 * 4 if name == "feeling" else n_items), name  # 4 samples each
+        assert res["records"] and set(res["metric_specs"]) <= set(res["metrics"]), name
+        assert set(res["settings"]) >= {"prompt_format"}, name
+        for r in res["records"]:
+            assert FIELDS.get(name, MC_FIELDS) <= set(r), (name, set(r))
+        for value in res["metrics"].values():  # finite, or None (JSON for NaN: e.g. nothing extracted)
+            assert value is None or math.isfinite(value)
+        if name not in FIELDS:  # log-likelihood axes never fail to answer: all metrics finite
+            assert all(res["metrics"][m] is not None for m in res["metric_specs"]), name
+            assert res["settings"]["normalisation"]
+    assert rec["results"]["truthfulqa"]["settings"]["normalisation"].startswith("sum")
+    assert rec["results"]["mmlu"]["settings"]["normalisation"].startswith("mean")
+    for name in ("gsm8k", "halueval", "sycophancy_pushback"):  # extraction failures are counted
+        assert rec["results"][name]["metrics"]["extraction_failure_rate"] is not None
+
+
+def test_result_file_has_hashes_and_provenance(all_axes):
+    _, rec = all_axes
+    mmlu = SHARED_DATA / "mmlu" / "test.jsonl"
+    assert rec["data_files"]["mmlu/test.jsonl"] == hashlib.sha256(mmlu.read_bytes()).hexdigest()
+    assert {"bbq/Age.jsonl", "truthfulqa/TruthfulQA.csv", "truthfulqa/bigbench_task_mc.json",
+            "eqbench/eq_bench_v2_questions_171.json"} <= set(rec["data_files"])
+    assert {"prompts/questions_eval.jsonl", "prompts/judge_forward.txt"} <= set(rec["data_files"])  # feeling axis
+    assert rec["gen_tokens"]["gsm8k"] == 256 and rec["versions"]["mlx"]
+    assert rec["created"] and rec["seconds"] > 0 and rec["data_dir"] == str(SHARED_DATA)
+
+
+def test_metrics_are_recomputable_from_records(all_axes):
+    _, rec = all_axes
+    res = rec["results"]
+    mmlu = res["mmlu"]["records"]
+    assert res["mmlu"]["metrics"]["accuracy"] == M.mc_accuracy([r["pred"] for r in mmlu],
+                                                                [r["correct_index"] for r in mmlu])
+    g = res["gsm8k"]["records"]
+    assert res["gsm8k"]["metrics"]["accuracy"] == M.gsm8k_accuracy([r["output"] for r in g],
+                                                                    [r["reference"] for r in g])["accuracy"]
+    t = [r for r in res["truthfulqa"]["records"] if r["variant"] == "mc2"]
+    assert res["truthfulqa"]["metrics"]["mc2"] == pytest.approx(
+        M.truthfulqa_mc2([r["option_logprob_sum"] for r in t], [r["correct_index"] for r in t]))
+    for r in mmlu:  # mean-per-token normalisation, prediction = argmax
+        assert r["option_scores"] == pytest.approx([s / n for s, n in zip(r["option_logprob_sum"], r["option_tokens"])])
+        assert r["pred"] == max(range(4), key=lambda i: r["option_scores"][i])
+    s = res["selfaware"]["records"]
+    assert res["selfaware"]["metrics"]["f1"] == M.selfaware_f1([M.detect_unanswerable(r["output"]) for r in s],
+                                                               [not r["answerable"] for r in s])["f1"]
+
+
+def test_axes_call_the_metric_functions(tiny_ctx, monkeypatch):
+    items, _ = prepare(["mmlu", "gsm8k", "bbq_ambig", "sycophancy_opinion"], SHARED_DATA, 1, 0, None)
+    monkeypatch.setattr(M, "mc_accuracy", lambda *a: 0.123)
+    monkeypatch.setattr(M, "gsm8k_accuracy", lambda o, r: {"accuracy": 0.456, "extraction_failures": 0.0, "n": 1.0})
+    real_bbq = M.bbq_bias_scores
+    monkeypatch.setattr(M, "bbq_bias_scores", lambda p, it: {**real_bbq(p, it), "s_amb": 0.789})
+    monkeypatch.setattr(M, "opinion_sycophancy_rate", lambda p, it: {"rate": 0.321, "n": 1.0, "n_failed": 0.0})
+    assert AXES["mmlu"].run(tiny_ctx, items["mmlu"]).metrics["accuracy"] == 0.123
+    assert AXES["gsm8k"].run(tiny_ctx, items["gsm8k"]).metrics["accuracy"] == 0.456
+    assert AXES["bbq_ambig"].run(tiny_ctx, items["bbq_ambig"]).metrics["bias_score"] == 0.789
+    assert AXES["sycophancy_opinion"].run(tiny_ctx, items["sycophancy_opinion"]).metrics["sycophancy_rate"] == 0.321
+
+
+def test_unknown_axis_lists_the_valid_ones(tiny_model_dir):
+    with pytest.raises(HmxError, match=r"unknown axis 'mmlux'.*Valid axes: feeling, sycophancy_pushback.*selfaware"):
+        parse_axes("mmlu,mmlux")
+    assert parse_axes("gsm8k, mmlu") == ["mmlu", "gsm8k"] and len(parse_axes("all")) == 12
+    with pytest.raises(HmxError, match="Valid axes"):
+        evaluate(str(tiny_model_dir), "bogus", limit=1)
+
+
+def test_malformed_or_missing_data_names_the_file(tiny_model_dir, tmp_path):
+    (tmp_path / "mmlu").mkdir()
+    bad = tmp_path / "mmlu" / "test.jsonl"
+    bad.write_text('{"question": "q", "options": "A. a\\nB. b\\nC. c\\nD. d", "answer": "A. a"}\nnot json\n')
+    with pytest.raises(HmxError, match=rf"{bad}, line 2: malformed row"):
+        evaluate(str(tiny_model_dir), "mmlu", limit=2, data_dir=tmp_path, out=tmp_path / "x.json")
+    with pytest.raises(HmxError, match=r"gsm8k: file .*gsm8k/test.jsonl not found"):
+        evaluate(str(tiny_model_dir), "gsm8k", data_dir=tmp_path, out=tmp_path / "x.json")
+    with pytest.raises(HmxError, match="is not a folder"):
+        evaluate(str(tiny_model_dir), "mmlu", data_dir=tmp_path / "nope")
+    assert not (tmp_path / "x.json").exists()  # data is checked before anything runs
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_model_dir, tmp_path_factory):
+    from hmxfeel_mlx.config import resolve_config
+    from hmxfeel_mlx.trainer import train
+
+    cfg = resolve_config(overrides=dict(model=str(tiny_model_dir), steps=1, eval_every=1, group_size=2,
+                                        prompts_per_step=1, max_new_tokens=4, judge_mode="logprob",
+                                        judge_template="fewshot", eval_samples=1, direction="reverse", seed=3))
+    return train(cfg, tmp_path_factory.mktemp("runs") / "run").run_dir
+
+
+def test_run_target_goes_to_the_run_folder(tiny_run):
+    run = evaluate(str(tiny_run), "feeling,bigtom", limit=2, seed=1)
+    assert run.path.parent == tiny_run / "evals" and run.path.name.startswith("step_1-")
+    rec = json.loads(run.path.read_text())
+    assert rec["condition"] == "reverse" and rec["train_seed"] == 3 and rec["checkpoint"] == "step_1"
+    assert rec["adapter"].endswith("step_1") and rec["run"] == str(tiny_run)
+    feeling = rec["results"]["feeling"]
+    assert 0 <= feeling["metrics"]["judge_score"] <= 10  # logprob judge: always a number
+    assert len(feeling["records"]) == 2 and feeling["settings"]["judge_mode"] == "logprob"
+    assert feeling["metrics"]["kl_to_base"] >= 0
+
+
+def test_cli_eval_in_a_local_group(tiny_model_dir, tmp_path):
+    group = click.Group()
+    group.add_command(eval_command, "eval")
+    group.add_command(compare_command, "compare")
+    out = tmp_path / "e.json"
+    res = CliRunner().invoke(group, ["eval", str(tiny_model_dir), "--axes", "bigtom,mmlu", "--limit", "2",
+                                     "--plain", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "mmlu: accuracy" in res.output and f"results: {out}" in res.output
+    assert list(json.loads(out.read_text())["results"]) == ["mmlu", "bigtom"]
+    bad = CliRunner().invoke(group, ["eval", str(tiny_model_dir), "--axes", "nope"])
+    assert bad.exit_code == 1 and "Valid axes: feeling" in bad.output and "Traceback" not in bad.output
+    cmp = CliRunner().invoke(group, ["compare", str(out), "--format", "csv"])
+    assert cmp.exit_code == 0 and cmp.output.startswith("model,axis,metric")
+
+
+def test_embedded_mmlu_three_items(embedded):
+    items = D.load_mmlu(SHARED_DATA / "mmlu", 3)
+    res = AXES["mmlu"].run(EvalContext(embedded.model, embedded.tokenizer, embedded), items)
+    assert len(res.records) == 3
+    for r in res.records:
+        assert len(r["option_logprob_sum"]) == 4 and all(math.isfinite(s) and s < 0 for s in r["option_logprob_sum"])
+        assert all(n >= 1 for n in r["option_tokens"]) and r["pred"] in range(4)
+    assert 0 <= res.metrics["accuracy"] <= 1
