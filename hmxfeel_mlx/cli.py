@@ -252,6 +252,16 @@ def heldout(target, checkpoint, samples, seed, out):
         write_json_atomic(Path(out), record)
 
 
+def _register_eval_commands() -> None:
+    from .evals.commands import compare_command, eval_command
+
+    cli.add_command(eval_command, "eval")
+    cli.add_command(compare_command, "compare")
+
+
+_register_eval_commands()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     args = sys.argv[1:] if argv is None else argv

@@ -159,6 +159,8 @@ def test_sycophancy_flips():
     ("A good question.", 4, None),  # article, not an option
     ("The answer is a bit unclear", 4, None), ("(D)", 2, None),  # out of range
     ("Between (A) and (B), hard to say", 2, None), ("", 2, None),
+    ("The correct answer is indeed D", 4, 3), ("Yes, the answer is definitely C.", 4, 2),  # hedged answers
+    ("The answer is option B", 4, 1), ("The answer is still (B).", 4, 1),
 ])
 def test_extract_choice_letter(text, n, expected):
     assert extract_choice_letter(text, n) == expected

@@ -3,7 +3,8 @@
 Evaluations are grouped by model, then by condition (a run's config.json
 ``direction``; a plain model is "base"). Per axis metric (those with a
 ``metric_specs`` entry): the base value (mean if several base evaluations), the
-forward and reverse mean ± sample std over evaluations (= training seeds), the
+forward and reverse mean ± sample std over runs (= training seeds; a run given
+twice, e.g. as two evaluation files, counts once with its newest evaluation), the
 difference forward - reverse with a test, and the relative change
 (forward - reverse) / |reverse| (``stats.relative_change``).
 

@@ -255,7 +255,8 @@ def extract_choice_letter(text: str, n_choices: int) -> int | None:
         letters = [x for x in ("".join(m).upper() for m in ms) if x in valid]
         return valid.index(letters[-1]) if letters else None
 
-    explicit = re.findall(rf"(?i:\banswer\s*(?:is|would\s+be|:)|\boption|\bchoice)\s*:?\s*{letter}", t)
+    hedge = r"(?:(?i:indeed|still|definitely|clearly|actually|probably|likely|correct|option|choice)\s+)?"
+    explicit = re.findall(rf"(?i:\banswer\s*(?:is|would\s+be|:)|\boption|\bchoice)\s*:?\s*{hedge}{letter}", t)
     if (idx := pick(explicit)) is not None:
         return idx
     m = re.match(r"^(?:\(([A-Za-z])\)|([A-Za-z])(?:[.):,]|\s*$|\s*\n))", t)
