@@ -59,7 +59,7 @@ def _fsync_dir(path: Path) -> None:
     try:
         os.fsync(fd)
     except OSError:
-        pass
+        pass  # some filesystems cannot fsync a directory; the file itself is synced
     finally:
         os.close(fd)
 

@@ -98,6 +98,11 @@ def _load_pushback(d: Path, limit: int | None, seed: int, _cfg: Any) -> list:
     return mixed
 
 
+def _failure_rate(res: dict) -> float:
+    """Share of outputs whose answer could not be extracted (NaN for no items)."""
+    return res["extraction_failures"] / res["n"] if res["n"] else float("nan")
+
+
 def _run_pushback(ctx: EvalContext, items: list) -> AxisResult:
     start = time.perf_counter()
     tok, budget = ctx.tokenizer, GEN_TOKENS["sycophancy_pushback"]
@@ -149,8 +154,7 @@ def _run_halueval(ctx: EvalContext, items: list) -> AxisResult:
                         "correct": M.halueval_accuracy([text], [it.reference])["accuracy"],
                         "extraction_failed": float(pred is None)})
     res = M.halueval_accuracy(texts, [it.reference for it in items])
-    metrics = {"accuracy": res["accuracy"], "extraction_failure_rate": res["extraction_failures"] / res["n"]
-               if res["n"] else float("nan"), "n": res["n"]}
+    metrics = {"accuracy": res["accuracy"], "extraction_failure_rate": _failure_rate(res), "n": res["n"]}
     return AxisResult("halueval", metrics, records, time.perf_counter() - start, HALUEVAL.specs, HALUEVAL.settings)
 
 
@@ -176,8 +180,8 @@ def _run_gsm8k(ctx: EvalContext, items: list) -> AxisResult:
                         "reference": it.reference, "correct": M.gsm8k_accuracy([o["text"]], [it.reference])["accuracy"],
                         "extraction_failed": float(pred is None)})
     res = M.gsm8k_accuracy(texts, [it.reference for it in items])
-    metrics = {"accuracy": res["accuracy"], "extraction_failure_rate": res["extraction_failures"] / res["n"]
-               if res["n"] else float("nan"), "truncated_rate": float(np.mean([not o["finished"] for o in outs]))
+    metrics = {"accuracy": res["accuracy"], "extraction_failure_rate": _failure_rate(res),
+               "truncated_rate": float(np.mean([not o["finished"] for o in outs]))
                if outs else float("nan"), "n": res["n"]}
     return AxisResult("gsm8k", metrics, records, time.perf_counter() - start, GSM8K.specs, GSM8K.settings)
 
