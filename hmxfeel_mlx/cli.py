@@ -136,7 +136,6 @@ def train(model, direction, seed, steps, run_dir, config_file, resume, group_siz
     from pathlib import Path
 
     from .config import resolve_config
-    from .progress import StepPrinter
     from .trainer import resume_config, summary_line, train as run_training
 
     overrides = dict(direction=direction, seed=seed, steps=steps, group_size=group_size,
@@ -154,11 +153,26 @@ def train(model, direction, seed, steps, run_dir, config_file, resume, group_siz
         run = Path(run_dir or _default_run_dir(config))
         if (run / "config.json").exists():
             raise click.ClickException(f"{run} already holds a run. Resume it with --resume {run} or pick another --run-dir.")
-    printer = StepPrinter(config, plain=plain)
-    result = run_training(config, run, resume=bool(resume), on_step=printer)
-    printer.close()
+    display = _train_display(config, run, plain)
+    with display:  # the live screen closes before an error (Ctrl-C: how to resume) is printed
+        result = run_training(config, run, resume=bool(resume), on_step=display)
+    display.close()
     click.echo(f"run: {result.run_dir}")
     click.echo(summary_line(result.summary))
+
+
+def _train_display(config, run, plain: bool):
+    """The live dashboard in a terminal; one plain line per step otherwise or with --plain."""
+    from .progress import StepPrinter
+
+    if plain or not sys.stdout.isatty():
+        return StepPrinter(config)
+    from dataclasses import asdict
+
+    from .backend import device_name
+    from .ui.dashboard import TrainDashboard
+
+    return TrainDashboard(asdict(config), run, device=device_name())
 
 
 def _parse_settings(settings) -> dict:
@@ -250,6 +264,49 @@ def heldout(target, checkpoint, samples, seed, out):
                f"n={result['eval_n']}), KL to base {result['eval_kl']:.4f}/token")
     if out:
         write_json_atomic(Path(out), record)
+
+
+# Terminal UI: these read run folders only and never import MLX (not in MLX_COMMANDS).
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("run", metavar="RUN")
+@click.option("--once", is_flag=True, help="Render the dashboard once and exit (size: the terminal, or "
+              "COLUMNS x LINES when piped).")
+@click.option("--plain", is_flag=True, help="One line per step, following the run until it ends.")
+@click.option("--interval", type=click.FloatRange(0.1), default=1.0, show_default=True,
+              help="Seconds between reads of the run folder.")
+def watch(run, once, plain, interval):
+    """Live dashboard of a training run written by another process (or a finished one); q quits."""
+    from .ui.dashboard import watch_run
+
+    watch_run(run, once=once, plain=plain, interval=interval)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("runs", nargs=-1, required=True, metavar="RUN [RUN...]")
+def inspect(runs):
+    """Browse samples.jsonl of one or more runs with the keyboard: by step and prompt, sorted or
+    filtered by score, one completion in full, the same prompt in every run side by side."""
+    from .ui.inspector import inspect_runs
+
+    inspect_runs(list(runs))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("targets", nargs=-1, required=True, metavar="RUN_OR_EVAL...")
+@click.option("--export", type=click.Path(path_type=str), default=None, metavar="FILE.html|FILE.svg",
+              help="Also save what is shown (Rich's HTML or SVG export).")
+@click.option("--width", type=click.IntRange(60), default=None,
+              help="Columns to render (default: the terminal's, 160 when piped).")
+@click.option("--threshold", type=click.FloatRange(0), default=0.02, show_default=True,
+              help="Headline: relative degradation below this counts as unchanged.")
+def report(targets, export, width, threshold):
+    """Reward curves and selected checkpoints of the runs next to the comparison table of their
+    evaluations (as `hmx-mlx compare`), on one screen."""
+    from .ui.report import report as print_report
+
+    print_report(list(targets), export=export, width=width, threshold=threshold)
 
 
 def _register_eval_commands() -> None:

@@ -1,6 +1,9 @@
-"""Training progress in the terminal: one compact line per step (and per evaluation).
+"""Training progress as plain text: one compact line per step (and per evaluation).
 
-``format_step`` is pure (metrics in, text out) so tests check it directly.
+What `hmx-mlx train` prints when its output is not a terminal or with ``--plain``
+(the live dashboard is ``ui.dashboard``), and `hmx-mlx watch --plain`.
+``format_step`` and ``format_summary`` are pure (metrics in, text out).
+This module does not import MLX: `watch` uses it.
 """
 
 from __future__ import annotations
@@ -8,8 +11,10 @@ from __future__ import annotations
 import math
 import sys
 import time
+from typing import TYPE_CHECKING
 
-from .config import TrainConfig
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 
 def _f(value, fmt: str = ".2f") -> str:
@@ -34,26 +39,34 @@ def format_step(m: dict, total: int) -> str:
     return line
 
 
-class StepPrinter:
-    """The ``on_step`` callback of ``trainer.train``."""
+def format_summary(summary: dict) -> str:
+    """The end of a run in one line: status, how the held-out score moved, the selected checkpoint."""
+    base, final = summary.get("base_eval_score"), summary.get("final_eval_score")
+    moved = f"held-out score {_f(base)} -> {_f(final)}" if base is not None and final is not None else "no evaluation"
+    sel = summary.get("selected_step")
+    line = (f"{summary.get('status', 'no summary')}: {moved}; selected checkpoint: "
+            f"{'step_' + str(sel) if sel is not None else 'none'} ({summary.get('reason', '')})")
+    return line + (f"; {summary['stopped']}" if summary.get("stopped") else "")
 
-    def __init__(self, config: TrainConfig, plain: bool = False, out=None):
+
+class StepPrinter:
+    """The ``on_step`` callback of ``trainer.train`` printing plain lines (a context manager,
+    like the live dashboard, so the train command treats both alike)."""
+
+    def __init__(self, config: TrainConfig, out=None):
         self.total = config.steps
         self.out = out or sys.stdout
         self.start = time.perf_counter()
-        self.rich = not plain and self.out.isatty()
-        if self.rich:
-            from rich.console import Console
-
-            self.console = Console(file=self.out)
-        header = f"training {config.model} ({config.direction}, seed {config.seed}) for {config.steps} steps"
-        self._emit(header)
+        self._emit(f"training {config.model} ({config.direction}, seed {config.seed}) for {config.steps} steps")
 
     def _emit(self, text: str) -> None:
-        if self.rich:
-            self.console.print(text, highlight=False)
-        else:
-            print(text, file=self.out, flush=True)
+        print(text, file=self.out, flush=True)
+
+    def __enter__(self) -> "StepPrinter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
 
     def __call__(self, metrics: dict, samples: list[dict]) -> None:
         self._emit(format_step(metrics, self.total))

@@ -1,0 +1,523 @@
+"""`hmx-mlx inspect RUN [RUN...]`: a keyboard-driven browser of samples.jsonl.
+
+Three views of the same position (run, training groups or held-out samples, step,
+prompt):
+
+    list      the group's completions with score, reward, advantage, best and worst
+              marked; sorted and filtered by score
+    full      one completion in full, with its judge verdict (text mode)
+    compare   the same prompt in every run side by side (the nearest step that has
+              it; in held-out mode the base model's step 0 first)
+
+``Inspector`` is the state: ``handle(key)`` moves, ``render(width, height)``
+draws; neither touches files nor the terminal, so tests drive it directly.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from dataclasses import dataclass
+
+from rich.console import Console, ConsoleOptions, Group as Lines, RenderResult
+from rich.layout import Layout
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from ..errors import HmxError
+from .keys import KeyReader
+from .state import Group, RunState, groups_by_step, open_run
+from .views import BEST_STYLE, WORST_STYLE, best_and_worst, clip_lines, mark_cell, num, one_line
+
+SORTS = ("score high→low", "score low→high", "as sampled")
+LIST_KEYS = ["←/→ step", "n/p prompt", "↑/↓ select", "enter open", "s sort", "f filter", "e held-out/train",
+             "c compare runs", "tab next run", "g/G first/last step", "q quit"]
+FULL_KEYS = ["↑/↓ scroll", "←/→ previous/next completion", "enter/esc back", "q quit"]
+COMPARE_KEYS = ["←/→ step", "n/p prompt", "↑/↓ scroll", "e held-out/train", "c/esc back", "q quit"]
+FILTER = re.compile(r"^\s*(>=|<=|>|<|=)?\s*(-?\d+(?:\.\d*)?|-?\.\d+)\s*$")
+
+
+def parse_filter(text: str) -> tuple[str, float] | None:
+    """'>=5', '<3.5', '4' (means >= 4) -> (op, value); '' -> None; ValueError otherwise."""
+    if not text.strip():
+        return None
+    m = FILTER.match(text)
+    if not m:
+        raise ValueError(text)
+    return m.group(1) or ">=", float(m.group(2))
+
+
+def keep(score, flt: tuple[str, float] | None) -> bool:
+    if flt is None:
+        return True
+    if not isinstance(score, (int, float)) or math.isnan(score):
+        return False
+    op, v = flt
+    return {">=": score >= v, "<=": score <= v, ">": score > v, "<": score < v, "=": score == v}[op]
+
+
+def pack(items: list[str], width: int, sep: str = "  ") -> list[str]:
+    """Key hints packed greedily into lines of ``width``."""
+    lines, line = [], ""
+    for item in items:
+        if line and len(line) + len(sep) + len(item) > width:
+            lines.append(line)
+            line = item
+        else:
+            line = f"{line}{sep}{item}" if line else item
+    return lines + ([line] if line else [])
+
+
+@dataclass
+class RunSamples:
+    name: str
+    state: RunState
+    train: dict[int, list[Group]]
+    held_out: dict[int, list[Group]]
+
+    def by_step(self, held_out: bool) -> dict[int, list[Group]]:
+        return self.held_out if held_out else self.train
+
+    def nearest(self, held_out: bool, prompt: str, step: int) -> Group | None:
+        """The group of ``prompt`` at ``step``, or at the nearest step that has it (earlier first)."""
+        found = [(abs(s - step), s > step, s, i) for s, groups in self.by_step(held_out).items()
+                 for i, g in enumerate(groups) if g.prompt == prompt]
+        if not found:
+            return None
+        _, _, s, i = min(found)
+        return self.by_step(held_out)[s][i]
+
+
+def display_names(states: list[RunState]) -> list[str]:
+    names = [s.root.name for s in states]
+    return [f"{s.root.parent.name}/{n}" if names.count(n) > 1 else n for s, n in zip(states, names)]
+
+
+class Inspector:
+    def __init__(self, states: list[RunState]):
+        self.runs: list[RunSamples] = []
+        self.run = 0
+        self.load(states)
+        self.held_out = not self.runs[0].train
+        steps = self.steps()
+        self.step = steps[-1] if steps else 0
+        self.prompt = 0
+        self.row = 0
+        self.sort = 0
+        self.filter: tuple[str, float] | None = None
+        self.view = "list"
+        self.scroll = 0
+        self.editing: str | None = None
+        self.message = ""
+        self.page = 10  # lines per page in the full view, and how far it scrolls: both recorded by render
+        self.scroll_limit = 0
+
+    def load(self, states: list[RunState]) -> None:
+        """(Re)read the runs' samples, keeping the position."""
+        self.runs = [RunSamples(name, s, groups_by_step(s.samples, False), groups_by_step(s.samples, True))
+                     for name, s in zip(display_names(states), states)]
+        if hasattr(self, "row"):
+            self.row = min(self.row, max(len(self.visible()) - 1, 0))
+
+    # ------------------------------------------------------------------ position
+    @property
+    def current(self) -> RunSamples:
+        return self.runs[self.run]
+
+    def steps(self) -> list[int]:
+        return list(self.current.by_step(self.held_out))
+
+    def groups(self) -> list[Group]:
+        return self.current.by_step(self.held_out).get(self.step, [])
+
+    def group(self) -> Group | None:
+        groups = self.groups()
+        return groups[min(self.prompt, len(groups) - 1)] if groups else None
+
+    def visible(self) -> list[tuple[int, dict]]:
+        """(index in the group, row) after the filter, in the chosen order."""
+        g = self.group()
+        rows = [(i, r) for i, r in enumerate(g.rows if g else []) if keep(r.get("score"), self.filter)]
+        if SORTS[self.sort] != "as sampled":
+            sign = -1 if SORTS[self.sort] == "score high→low" else 1
+
+            def key(item):
+                score = item[1].get("score")
+                finite = isinstance(score, (int, float)) and math.isfinite(score)
+                return (not finite, sign * score if finite else 0.0, item[0])
+
+            rows.sort(key=key)
+        return rows
+
+    def _move_step(self, where: int | str) -> None:
+        steps = self.steps()
+        if not steps:
+            return
+        if where == "first":
+            target = steps[0]
+        elif where == "last":
+            target = steps[-1]
+        else:
+            later = [s for s in steps if (s > self.step if where > 0 else s < self.step)]
+            if not later:
+                self.message = "no later step" if where > 0 else "no earlier step"
+                return
+            target = later[0] if where > 0 else later[-1]
+        prompt = self.group().prompt if self.group() else None
+        self.step = target
+        self._follow_prompt(prompt)
+
+    def _follow_prompt(self, prompt: str | None) -> None:
+        """Stay on the same prompt when the new step has it, else keep the index."""
+        groups = self.groups()
+        same = [i for i, g in enumerate(groups) if g.prompt == prompt]
+        self.prompt = same[0] if same else min(self.prompt, max(len(groups) - 1, 0))
+        self.row = self.scroll = 0
+
+    def _switch_mode(self) -> None:
+        other = self.current.by_step(not self.held_out)
+        if not other:
+            self.message = f"{self.current.name} has no {'training' if self.held_out else 'held-out'} samples"
+            return
+        self.held_out = not self.held_out
+        steps = list(other)
+        self.step = min(steps, key=lambda s: (abs(s - self.step), s))
+        self.prompt = self.row = self.scroll = 0
+
+    def _switch_run(self, delta: int) -> None:
+        if len(self.runs) < 2:
+            self.message = "only one run: pass several to inspect (hmx-mlx inspect RUN RUN ...)"
+            return
+        prompt = self.group().prompt if self.group() else None
+        self.run = (self.run + delta) % len(self.runs)
+        if not self.current.by_step(self.held_out):
+            self.held_out = not self.held_out
+        steps = self.steps()
+        if self.step not in steps and steps:
+            self.step = min(steps, key=lambda s: (abs(s - self.step), s))
+        self._follow_prompt(prompt)
+
+    # ------------------------------------------------------------------ keys
+    def handle(self, key: str) -> bool:
+        """Apply one key; False means quit."""
+        self.message = ""
+        if self.editing is not None:
+            return self._edit(key)
+        if key in ("q", "Q"):
+            return False
+        if self.view == "full":
+            self._handle_full(key)
+        elif self.view == "compare":
+            self._handle_compare(key)
+        else:
+            self._handle_list(key)
+        self.row = min(self.row, max(len(self.visible()) - 1, 0))
+        return True
+
+    def _edit(self, key: str) -> bool:
+        if key == "enter":
+            try:
+                self.filter = parse_filter(self.editing)
+            except ValueError:
+                self.message = f"filter not understood: {self.editing!r} (examples: >=5, <3.5, empty clears)"
+            self.editing = None
+            self.row = 0
+        elif key == "esc":
+            self.editing = None
+        elif key == "backspace":
+            self.editing = self.editing[:-1]
+        elif len(key) == 1 and key.isprintable():
+            self.editing += key
+        return True
+
+    def _handle_list(self, key: str) -> None:
+        n = len(self.visible())
+        if key in ("right", "l"):
+            self._move_step(1)
+        elif key in ("left", "h"):
+            self._move_step(-1)
+        elif key in ("g", "home"):
+            self._move_step("first")
+        elif key in ("G", "end"):
+            self._move_step("last")
+        elif key in ("n", "p", "pagedown", "pageup"):
+            groups = self.groups()
+            if groups:
+                self.prompt = (self.prompt + (1 if key in ("n", "pagedown") else -1)) % len(groups)
+                self.row = 0
+        elif key in ("down", "j"):
+            self.row = min(self.row + 1, max(n - 1, 0))
+        elif key in ("up", "k"):
+            self.row = max(self.row - 1, 0)
+        elif key in ("enter", "o"):
+            if n:
+                self.view, self.scroll = "full", 0
+        elif key == "s":
+            self.sort, self.row = (self.sort + 1) % len(SORTS), 0
+        elif key == "f":
+            self.editing = ""
+        elif key == "e":
+            self._switch_mode()
+        elif key == "c":
+            self.view, self.scroll = "compare", 0
+        elif key == "tab":
+            self._switch_run(1)
+        elif key == "backtab":
+            self._switch_run(-1)
+
+    def _handle_full(self, key: str) -> None:
+        if key in ("enter", "esc", "o", "backspace"):
+            self.view = "list"
+        elif key in ("down", "j"):
+            self.scroll = min(self.scroll + 1, self.scroll_limit)
+        elif key in ("up", "k"):
+            self.scroll = max(0, self.scroll - 1)
+        elif key in ("pagedown", " "):
+            self.scroll = min(self.scroll + self.page, self.scroll_limit)
+        elif key == "pageup":
+            self.scroll = max(0, self.scroll - self.page)
+        elif key in ("right", "l", "left", "h"):
+            n = len(self.visible())
+            if n:
+                self.row = (self.row + (1 if key in ("right", "l") else -1)) % n
+                self.scroll = 0
+
+    def _handle_compare(self, key: str) -> None:
+        if key in ("c", "esc", "enter"):
+            self.view = "list"
+        elif key in ("down", "j"):
+            self.scroll += 1
+        elif key in ("up", "k"):
+            self.scroll = max(0, self.scroll - 1)
+        elif key in ("right", "l", "left", "h", "n", "p", "e", "g", "G", "home", "end"):
+            self._handle_list(key)
+            self.scroll = 0
+
+    # ------------------------------------------------------------------ drawing
+    def header(self) -> list[Text]:
+        run = self.current
+        c = run.state.config
+        steps = self.steps()
+        groups = self.groups()
+        g = self.group()
+        where = "held-out" if self.held_out else "training"
+        runs = f" [{self.run + 1}/{len(self.runs)}]" if len(self.runs) > 1 else ""
+        step_pos = f"{steps.index(self.step) + 1}/{len(steps)}" if self.step in steps else "-"
+        first = Text.assemble((f"{run.name}", "bold"), f" ({c.get('direction', '?')}, seed {c.get('seed', '?')})"
+                              f"{runs} │ {where} │ ", (f"step {self.step}", "bold"), f" ({step_pos}) │ "
+                              f"prompt {self.prompt + 1 if g else 0}/{len(groups)}" + (f" {g.key}" if g and not
+                                                                                         self.held_out else ""))
+        second = Text(one_line(g.prompt) if g else "no samples at this step", style="italic")
+        scores = [r.get("score") for r in (g.rows if g else []) if isinstance(r.get("score"), (int, float))
+                  and math.isfinite(r["score"])]
+        flt = f"score {self.filter[0]} {self.filter[1]:g}" if self.filter else "none"
+        stats = (f" · mean {sum(scores) / len(scores):.2f} · spread {max(scores) - min(scores):.2f}"
+                 if scores else "")
+        third = Text(f"sort {SORTS[self.sort]} │ filter {flt} │ {len(self.visible())}/{len(g.rows) if g else 0} "
+                     f"shown{stats}", style="dim")
+        for line in (first, second, third):
+            line.no_wrap, line.overflow = True, "ellipsis"
+        return [first, second, third]
+
+    def footer(self, width: int) -> list[Text]:
+        keys = {"full": FULL_KEYS, "compare": COMPARE_KEYS}.get(self.view, LIST_KEYS)
+        lines = [Text(line, style="dim") for line in pack(keys, width)]
+        if self.editing is not None:
+            lines.insert(0, Text.assemble(("filter: ", "bold"), self.editing, ("█", "blink"),
+                                          ("  (e.g. >=5, <3.5; enter applies, empty clears, esc cancels)", "dim")))
+        elif self.message:
+            lines.insert(0, Text(self.message, style="yellow"))
+        for line in lines:
+            line.no_wrap, line.overflow = True, "ellipsis"
+        return lines
+
+    def body(self):
+        if self.view == "full":
+            return FullView(self)
+        if self.view == "compare":
+            return CompareView(self)
+        return ListView(self)
+
+    def render(self, width: int, height: int) -> Layout:
+        footer = self.footer(width)
+        layout = Layout(name="inspector")
+        layout.split_column(Layout(Lines(*self.header()), name="header", size=3),
+                            Layout(self.body(), name="body"),
+                            Layout(Lines(*footer), name="footer", size=len(footer)))
+        self.page = max(1, height - 3 - len(footer) - 4)
+        return layout
+
+
+class ListView:
+    def __init__(self, insp: Inspector):
+        self.insp = insp
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        insp = self.insp
+        g = insp.group()
+        rows = insp.visible()
+        if not rows:
+            yield Text("no completion matches the filter (f, then enter on an empty line, clears it)" if g and
+                       insp.filter else "no samples here", style="dim")
+            return
+        height = max(2, (options.height or 20) - 1)  # one line of column titles
+        per = max(1, min(6, height // len(rows)))
+        fit = max(1, height // per)
+        start = min(max(0, insp.row - fit // 2), max(0, len(rows) - fit))
+        best, worst = best_and_worst(g.rows)
+        reward_differs = any(r.get("reward") != r.get("score") for _, r in rows)
+        table = Table(box=None, padding=(0, 1), collapse_padding=True, pad_edge=False, show_edge=False)
+        widths = [("", 1, "left"), ("#", 3, "right"), ("", 7, "left"), ("score", 5, "right")]
+        widths += [("reward", 6, "right")] if reward_differs else []
+        widths += [("adv", 6, "right")]
+        for title, w, justify in widths:
+            table.add_column(title, width=w, justify=justify, no_wrap=True)
+        text_w = max(10, options.max_width - sum(w for _, w, _ in widths) - len(widths))
+        table.add_column("completion", width=text_w)
+        for pos in range(start, min(len(rows), start + fit)):
+            i, r = rows[pos]
+            selected = pos == insp.row
+            style = BEST_STYLE if i == best else WORST_STYLE if i == worst else ""
+            cells = ["›" if selected else "", str(i + 1), mark_cell(i, best, worst),
+                     Text(num(r.get("score")), style=style)]
+            if reward_differs:
+                cells.append(num(r.get("reward")))
+            cells += [num(r.get("advantage"), "+.2f") if "advantage" in r else "",
+                      clip_lines(one_line(r.get("completion", "")), console, text_w, per)]
+            table.add_row(*cells, style="reverse" if selected else "")
+        yield table
+
+
+class FullView:
+    def __init__(self, insp: Inspector):
+        self.insp = insp
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        insp = self.insp
+        rows = insp.visible()
+        if not rows:
+            yield Text("no completion here", style="dim")
+            return
+        i, r = rows[min(insp.row, len(rows) - 1)]
+        width = options.max_width
+        facts = [f"completion {i + 1} of {len(insp.group().rows)}", f"score {num(r.get('score'))}"]
+        if r.get("reward") != r.get("score"):
+            facts.append(f"reward {num(r.get('reward'))}")
+        if "advantage" in r:
+            facts.append(f"advantage {num(r.get('advantage'), '+.2f')}")
+        if "tokens" in r:
+            facts.append(f"{r['tokens']} tokens" + ("" if r.get("finished", True) else ", cut at the token limit"))
+        text = Text(" · ".join(facts) + "\n", style="bold")
+        text.append(str(r.get("completion", "")))
+        if r.get("judge_text") is not None:
+            text.append("\n\njudge: ", style="bold")
+            text.append(str(r["judge_text"]), style="italic")
+        lines = text.wrap(console, width)
+        height = options.height or len(lines)
+        insp.scroll_limit = max(0, len(lines) - height)  # recorded so that ↓ stops at the end
+        scroll = min(insp.scroll, insp.scroll_limit)
+        shown = list(lines)[scroll: scroll + height]
+        if scroll + height < len(lines):
+            shown[-1] = Text(f"… {len(lines) - scroll - height + 1} more line(s): ↓ or page down", style="dim")
+        yield Text("\n").join(shown)
+
+
+class CompareView:
+    """The current prompt in every run, one column each; held-out mode starts with the base (step 0)."""
+
+    def __init__(self, insp: Inspector):
+        self.insp = insp
+
+    def columns(self) -> list[tuple[str, Group | None]]:
+        insp = self.insp
+        g = insp.group()
+        if g is None:
+            return []
+        cols = []
+        if insp.held_out and insp.step != 0:
+            base = insp.current.held_out.get(0, [])
+            same = [b for b in base if b.prompt == g.prompt]
+            if same:
+                cols.append((f"base (step 0 of {insp.current.name})", same[0]))
+        for run in insp.runs:
+            cols.append((f"{run.name} ({run.state.config.get('direction', '?')})",
+                         run.nearest(insp.held_out, g.prompt, insp.step)))
+        return cols
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        cols = self.columns()
+        if not cols:
+            yield Text("no samples here", style="dim")
+            return
+        height = max(1, (options.height or 20) - 2)  # two lines of column titles
+        width = max(10, (options.max_width - (len(cols) - 1)) // len(cols))
+        most = max((len(grp.rows) for _, grp in cols if grp), default=1)
+        self.insp.scroll = min(self.insp.scroll, max(0, most - 1))
+        per = max(1, min(6, height // max(1, most - self.insp.scroll)))
+        table = Table(box=None, padding=(0, 1, 0, 0), expand=True, show_edge=False)
+        for title, grp in cols:
+            scores = [r["score"] for r in (grp.rows if grp else []) if isinstance(r.get("score"), (int, float))
+                      and math.isfinite(r["score"])]
+            where = (f"step {grp.step}" + (f" · mean {sum(scores) / len(scores):.2f}" if scores else "")
+                     if grp else "-")
+            head = Text(title, style="bold", no_wrap=True, overflow="ellipsis")
+            head.append("\n" + where, style="dim")
+            table.add_column(head, width=width - 1, overflow="fold")
+        cells = []
+        for _, grp in cols:
+            if grp is None:
+                cells.append(Text("this prompt is not in this run", style="dim"))
+                continue
+            ordered = sorted(grp.rows, key=lambda r: -r["score"] if isinstance(r.get("score"), (int, float))
+                             and math.isfinite(r["score"]) else math.inf)[self.insp.scroll:]
+            block = Text()
+            used = 0
+            for r in ordered:
+                if used + 1 > height:
+                    break
+                lines = min(per, height - used)
+                entry = Text(f"{num(r.get('score'))} ", style="bold")
+                entry.append(one_line(r.get("completion", "")))
+                clipped = clip_lines(entry, console, width - 1, lines)
+                if block:
+                    block.append("\n")
+                block.append_text(clipped)
+                used += len(clipped.wrap(console, width - 1))
+            cells.append(block)
+        table.add_row(*cells)
+        yield table
+
+
+def inspect_runs(paths: list[str], console: Console | None = None) -> None:
+    """`hmx-mlx inspect`: interactive in a terminal; otherwise the first screen, printed once."""
+    readers = [open_run(p) for p in paths]
+    for r in readers:
+        if not r.state.samples:
+            raise HmxError(f"{r.state.root} has no samples yet (samples.jsonl is empty or missing). Wait until "
+                           "its base evaluation or first step is written, then run `hmx-mlx inspect` again.")
+    insp = Inspector([r.state for r in readers])
+    console = console or Console()
+    if not console.is_terminal or not sys.stdin.isatty():
+        console.print(insp.render(*console.size))
+        return
+    try:
+        with KeyReader() as keys, Live(console=console, screen=True, auto_refresh=False, redirect_stdout=False,
+                                       redirect_stderr=False) as live:
+            dirty, size = True, None
+            while True:
+                if any([r.poll() for r in readers]):  # a run still being written: new steps appear
+                    insp.load([r.state for r in readers])
+                    dirty = True
+                if dirty or console.size != size:
+                    size = console.size
+                    live.update(insp.render(*size), refresh=True)
+                    dirty = False
+                key = keys.read(1.0)
+                if key is not None:
+                    if not insp.handle(key):
+                        return
+                    dirty = True
+    except KeyboardInterrupt:
+        pass

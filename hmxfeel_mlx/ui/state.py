@@ -1,0 +1,279 @@
+"""What the terminal UI knows about a run: read from its folder, incrementally.
+
+``RunReader.poll()`` reads only what was appended since the last call, keeps a
+final line that is still being written for the next call, and starts over when
+a file was rewritten (``--resume`` drops the lines after the checkpoint). The
+functions below derive what the screens show (groups of samples, the selection
+threshold, elapsed time and ETA) from a ``RunState`` without touching files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import HmxError
+from ..runfolder import RunPaths
+
+FINAL_STATUSES = ("finished", "stopped", "interrupted")
+
+
+class JsonlTail:
+    """The complete lines of a JSONL file that another process may be appending to."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._reset(None)
+
+    def _reset(self, inode: int | None) -> None:
+        self.rows: list[dict] = []
+        self.damaged = 0  # complete lines that are not JSON (skipped)
+        self.mtime_ns = 0
+        self._offset = 0
+        self._inode = inode
+
+    def poll(self) -> bool:
+        """Read what was appended; True when ``rows`` changed."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            changed = bool(self.rows)
+            self._reset(None)
+            return changed
+        changed = False
+        if st.st_ino != self._inode or st.st_size < self._offset:  # replaced or truncated: read again
+            changed = bool(self.rows)
+            self._reset(st.st_ino)
+        self.mtime_ns = st.st_mtime_ns
+        if st.st_size == self._offset:
+            return changed
+        with open(self.path, "rb") as f:
+            f.seek(self._offset)
+            data = f.read(st.st_size - self._offset)
+        end = data.rfind(b"\n")
+        if end < 0:
+            return changed  # only a line still being written
+        self._offset += end + 1
+        for line in data[: end + 1].split(b"\n"):
+            if not line.strip():
+                continue
+            try:
+                self.rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                self.damaged += 1
+        return True
+
+
+@dataclass
+class Group:
+    """The completions of one prompt at one step (a GRPO group, or a held-out question)."""
+
+    step: int
+    key: str  # prompt_id for training groups, the question for held-out samples
+    prompt: str
+    rows: list[dict]
+
+
+@dataclass
+class RunState:
+    root: Path
+    config: dict = field(default_factory=dict)
+    metrics: list[dict] = field(default_factory=list)  # one row per step, ascending
+    samples: list[dict] = field(default_factory=list)
+    summary: dict | None = None
+    status: str = "starting"  # starting, running, finished, stopped, interrupted
+    last_write: float | None = None  # unix time of the last metrics line
+    damaged_lines: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def total_steps(self) -> int:
+        return int(self.config.get("steps") or 0)
+
+    @property
+    def last_step(self) -> int | None:
+        return self.metrics[-1]["step"] if self.metrics else None
+
+    @property
+    def train_metrics(self) -> list[dict]:
+        return [m for m in self.metrics if m.get("step", 0) >= 1]
+
+    @property
+    def evals(self) -> list[dict]:
+        return [m for m in self.metrics if "eval_score" in m]
+
+    @property
+    def judge_text_mode(self) -> bool:
+        return self.config.get("judge_mode") == "text"
+
+
+class RunReader:
+    """Keeps a ``RunState`` up to date with the run folder."""
+
+    def __init__(self, root: str | Path, config: dict | None = None):
+        self.paths = RunPaths(Path(root))
+        self.state = RunState(self.paths.root, config=dict(config or {}))
+        self._metrics = JsonlTail(self.paths.metrics)
+        self._samples = JsonlTail(self.paths.samples)
+        self._stamps: dict[str, int] = {}
+
+    def _changed(self, path: Path) -> bool:
+        try:
+            stamp = os.stat(path).st_mtime_ns
+        except FileNotFoundError:
+            stamp = 0
+        if self._stamps.get(path.name) == stamp:
+            return False
+        self._stamps[path.name] = stamp
+        return True
+
+    def _read_json(self, path: Path) -> dict | None:
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            return None  # written atomically, so this is "not there yet"
+        return value if isinstance(value, dict) else None
+
+    def poll(self) -> bool:
+        """Read what changed in the folder; True when the state changed."""
+        s = self.state
+        changed = False
+        if self._changed(self.paths.config):
+            config = self._read_json(self.paths.config)
+            if config is not None:
+                s.config, changed = config, True
+        if self._metrics.poll():
+            by_step = {}
+            for row in self._metrics.rows:
+                if isinstance(row.get("step"), int):
+                    by_step[row["step"]] = row
+            s.metrics = [by_step[k] for k in sorted(by_step)]
+            changed = True
+        if self._samples.poll():
+            s.samples = self._samples.rows
+            changed = True
+        summary_changed = self._changed(self.paths.summary)
+        if summary_changed:
+            s.summary = self._read_json(self.paths.summary)
+        s.last_write = self._metrics.mtime_ns / 1e9 if self._metrics.rows else None
+        s.damaged_lines = self._metrics.damaged + self._samples.damaged
+        status = run_status(s, self._stamps.get(self.paths.summary.name, 0), self._metrics.mtime_ns)
+        changed = changed or summary_changed or status != s.status
+        s.status = status
+        return changed
+
+
+def run_status(state: RunState, summary_mtime_ns: int, metrics_mtime_ns: int) -> str:
+    """A summary written after the last metrics line is final; otherwise the run is going on."""
+    if state.summary and summary_mtime_ns >= metrics_mtime_ns:
+        return str(state.summary.get("status", "finished"))
+    return "running" if state.metrics else "starting"
+
+
+def open_run(path: str | Path) -> RunReader:
+    """A reader on an existing run folder (HmxError naming the fix otherwise)."""
+    root = Path(path)
+    if not root.exists():
+        raise HmxError(f"run folder not found: {root}. Pass the folder `hmx-mlx train` writes "
+                       "(its --run-dir, or one under runs/).")
+    if not (root / "config.json").is_file():
+        raise HmxError(f"{root} is not a run folder (no config.json). Pass the folder `hmx-mlx train` writes "
+                       "(its --run-dir, or one under runs/).")
+    reader = RunReader(root)
+    reader.poll()
+    return reader
+
+
+# --------------------------------------------------------------------------- derived values
+
+
+def threshold(config: dict) -> tuple[float, str]:
+    """The selection threshold on the held-out score and its direction (``trainer.crosses``)."""
+    t = float(config.get("select_threshold", 7.5))
+    return (t, ">=") if config.get("direction", "forward") == "forward" else (10.0 - t, "<=")
+
+
+def crosses(config: dict, score: float) -> bool:
+    value, op = threshold(config)
+    if score is None or not math.isfinite(score):
+        return False
+    return score >= value if op == ">=" else score <= value
+
+
+def selection(state: RunState) -> dict:
+    """The selected checkpoint: summary.json's once the run wrote it, otherwise the rule so far."""
+    if state.status in FINAL_STATUSES and state.summary and "selected_step" in state.summary:
+        return {"step": state.summary["selected_step"], "reason": state.summary.get("reason", "")}
+    evals = [e for e in state.evals if e["step"] > 0]
+    for e in evals:
+        if crosses(state.config, e["eval_score"]):
+            return {"step": e["step"], "reason": "threshold crossed"}
+    finite = [e for e in evals if _finite(e["eval_score"])]
+    if not finite:
+        return {"step": None, "reason": "no checkpoint yet"}
+    sign = 1 if threshold(state.config)[1] == ">=" else -1
+    best = max(finite, key=lambda e: sign * e["eval_score"])
+    return {"step": best["step"], "reason": "best so far; threshold not reached"}
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def prompt_text(row: dict) -> str:
+    return str(row.get("prompt") or row.get("question") or "")
+
+
+def groups_by_step(samples: list[dict], held_out: bool) -> dict[int, list[Group]]:
+    """Training groups (``held_out`` False) or held-out questions, per step, in file order."""
+    out: dict[int, dict[str, Group]] = {}
+    for row in samples:
+        if bool(row.get("eval")) != held_out:
+            continue
+        step = int(row.get("step", 0))
+        key = str(row.get("question") if held_out else row.get("prompt_id") or prompt_text(row))
+        by_key = out.setdefault(step, {})
+        if key not in by_key:
+            by_key[key] = Group(step, key, prompt_text(row), [])
+        by_key[key].rows.append(row)
+    return {step: list(out[step].values()) for step in sorted(out)}
+
+
+def latest_groups(state: RunState) -> list[Group]:
+    """The training groups of the newest step that has any."""
+    by_step = groups_by_step(state.samples[-4096:], held_out=False)  # the newest step is at the end
+    return by_step[max(by_step)] if by_step else []
+
+
+def elapsed_seconds(state: RunState, now: float) -> float:
+    """Training time: the base evaluation and every step, plus the time since the last
+    line while the run is going on."""
+    total = sum(m.get("step_s", 0.0) for m in state.train_metrics)
+    total += sum(m.get("eval_seconds", 0.0) for m in state.metrics if m.get("step") == 0)
+    if state.status == "running" and state.last_write is not None:
+        total += max(0.0, now - state.last_write)
+    return total
+
+
+def eta_seconds(state: RunState, now: float) -> float | None:
+    """Mean step time (evaluation steps included) times the steps left."""
+    steps = [m["step_s"] for m in state.train_metrics if _finite(m.get("step_s"))]
+    if state.status != "running" or not steps or not state.total_steps:
+        return None
+    left = state.total_steps - state.last_step
+    since = max(0.0, now - state.last_write) if state.last_write is not None else 0.0
+    return max(0.0, sum(steps) / len(steps) * left - since)
+
+
+def seconds_text(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
