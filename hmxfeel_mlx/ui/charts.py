@@ -105,12 +105,16 @@ class LineChart:
                         grid[row_of(y)][c] = ("·", s.style)
             for x, y in pts:
                 grid[row_of(y)][col_of(x)] = (s.marker, s.style)
-        if self.threshold is not None and not shown:  # far from the data: named at the top or bottom edge
-            above = self.threshold > hi
+        if self.threshold is not None and not shown:  # far from the data: named at the top or bottom edge,
+            above = self.threshold > hi                # on the side where it hides the fewest points
             note = f"╌ {self.threshold:g} {'↑' if above else '↓'}"
-            row = 0 if above else rows - 1
+            row = grid[0 if above else rows - 1]
             if len(note) < width:
-                grid[row][width - len(note):] = [(ch, self.threshold_style) for ch in note]
+                starts = (width - len(note), 0)
+                start = min(starts, key=lambda a: sum(ch != " " for ch, _ in row[a: a + len(note)]))
+                for k, ch in enumerate(note):
+                    if row[start + k][0] == " ":
+                        row[start + k] = (ch, self.threshold_style)
         for r in range(rows):
             line = Text(labels.get(r, "").rjust(gutter - 1) + ("┤" if r in labels else "│"), style="dim")
             for ch, style in grid[r]:

@@ -35,6 +35,7 @@ from .state import (FINAL_STATUSES, RunReader, RunState, elapsed_seconds, eta_se
 from .views import GroupView, HealthView, RewardView, num, one_line
 
 WATCH_KEYS = "q quit · n/p next/previous prompt of the step"
+LOG_SHOWN_S = 60.0  # how long a line printed during training stays in the footer
 
 
 def status_text(state: RunState, now: float) -> str:
@@ -126,12 +127,14 @@ class CapturedLines(io.TextIOBase):
     def __init__(self, keep: int = 200):
         self.lines: list[str] = []
         self.keep = keep
+        self.written_at = 0.0
         self._partial = ""
 
     def writable(self) -> bool:
         return True
 
     def write(self, text: str) -> int:
+        self.written_at = time.time()
         parts = (self._partial + text).split("\n")
         self._partial = parts.pop().rsplit("\r", 1)[-1]  # a progress bar redraws its line with \r
         self.lines = (self.lines + [p.rsplit("\r", 1)[-1] for p in parts if p.strip()])[-self.keep:]
@@ -171,8 +174,10 @@ class TrainDashboard:
         status = state.status if state.status in FINAL_STATUSES else (
             "training" if state.metrics else "loading the model, then the base evaluation")
         footer = f"Ctrl-C stops at a consistent point; resume with: hmx-mlx train --resume {state.root}"
-        if self.log.last:
-            footer += f" │ {self.log.last}"
+        if self.finished is not None:  # the last frame, left on the terminal: captured lines follow it
+            footer = f"run folder: {state.root}"
+        elif self.log.last and now - self.log.written_at < LOG_SHOWN_S:  # a fresh message comes first
+            footer = f"{self.log.last} │ {footer}"
         return self.view.update(state, now, self.console.size, device=self.device,
                                 elapsed=(self.finished or now) - self.start, status=status, footer=footer)
 

@@ -402,7 +402,10 @@ class FullView:
             return
         i, r = rows[min(insp.row, len(rows) - 1)]
         width = options.max_width
-        facts = [f"completion {i + 1} of {len(insp.group().rows)}", f"score {num(r.get('score'))}"]
+        best, worst = best_and_worst(insp.group().rows)
+        facts = [f"completion #{i + 1} of {len(insp.group().rows)}"]
+        facts += ["best of the group"] if i == best else ["worst of the group"] if i == worst else []
+        facts.append(f"score {num(r.get('score'))}")
         if r.get("reward") != r.get("score"):
             facts.append(f"reward {num(r.get('reward'))}")
         if "advantage" in r:

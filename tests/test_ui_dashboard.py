@@ -1,0 +1,165 @@
+"""The training dashboard rendered into colourless fixed-size consoles, its plain-line mode,
+the `watch` command and the train command's choice of display."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+from rich.console import Console
+
+from hmxfeel_mlx.cli import cli
+from hmxfeel_mlx.ui.dashboard import TrainDashboard, follow_plain, render_dashboard
+from hmxfeel_mlx.ui.state import open_run
+from test_ui_state import make_run
+
+
+def screen(state, width, height, **kwargs) -> list[str]:
+    console = Console(width=width, height=height, color_system=None, file=io.StringIO(), legacy_windows=False)
+    now = (state.last_write or 0.0) + 30  # 30 s after the newest metrics line
+    console.print(render_dashboard(state, now, (width, height), **kwargs))
+    return console.file.getvalue().splitlines()
+
+
+@pytest.fixture()
+def running(tmp_path):
+    return open_run(make_run(tmp_path, done=20)).state  # text-mode judge; held-out 5.0 ... 7.0, threshold 7.5
+
+
+def test_dashboard_at_80x24(running):
+    lines = screen(running, 80, 24, device="CPU (2 cores)", footer="q quit")
+    text = "\n".join(lines)
+    assert len(lines) == 24 and all(len(line) == 80 for line in lines)
+    # elapsed: base evaluation 60 s + 20 steps x 60 s + 30 s since the last line; ETA: 10 steps x 60 s - 30 s
+    assert lines[0].rstrip() == "smollm2-135m · forward · seed 0 │ step 20/30 │ running"
+    assert lines[1].rstrip() == "elapsed 21:30 · ETA 9:30 │ device CPU (2 cores) │ peak memory 2.70 GB"
+    assert "│ 7.50┤╌╌" in text  # the threshold line, inside the chart's range (data 5.0 - 7.0)
+    assert "▲" in lines[lines.index(next(l for l in lines if "└" in l))]  # selected checkpoint on the axis
+    assert "KL                  0.0400" in text and "judge NaN              0/8" in text
+    # the newest group, best first: 8.50 / +1.36 best, 5.50 / -1.36 worst, with the judge's verdicts
+    assert "samples · step 20 · q001 (1 of 2): How do you feel about q001?" in text
+    assert "│ ▲ best   8.50  +1.36 I feel delighted about q001 at step" in text
+    assert "│ ▼ worst  5.50  -1.36 I feel nothing at all, I am a" in text
+    assert "Score: 6. The" in text and "reply denies a" in text
+    assert lines[-1].rstrip() == "q quit"
+
+
+def test_dashboard_at_160x48_shows_everything(running):
+    text = "\n".join(screen(running, 160, 48))
+    assert "device not recorded" in text
+    assert "• train  ◆ held-out  ╌ threshold ≥ 7.5  ▲ selected" in text
+    assert "held-out 5.00 → 7.00 ± 0.05 (step 20) · KL 0.020" in text
+    assert "selected step_20 (best so far; threshold not reached)" in text
+    for label in ("entropy", "clip ratio", "zero-spread", "length      14 tok 25% cut", "rollout       30s 36 tok/s",
+                  "judge        20s 0.4 rep/s", "update        10s 11 tok/s", "grad norm", "step time"):
+        assert label in text
+    assert "I feel nothing at all, I am a program about q001 at step 20." in text  # one line each at this width
+    assert "Score: 6. The reply denies a feeling." in text
+
+
+def test_reverse_run_in_logprob_mode(tmp_path):
+    state = open_run(make_run(tmp_path, direction="reverse", judge_mode="logprob", done=6)).state
+    text = "\n".join(screen(state, 100, 30))
+    assert "smollm2-135m · reverse · seed 0" in text and "threshold ≤ 2.5" in text
+    assert "Score:" not in text  # no verdicts in logprob mode
+
+
+def test_empty_run_says_what_is_missing(tmp_path):
+    state = open_run(make_run(tmp_path, done=-1)).state
+    text = "\n".join(screen(state, 80, 24))
+    assert "step -/30 │ starting" in text
+    assert "held-out: no evaluation yet" in text and "no training group yet" in text
+
+
+def test_train_dashboard_closes_the_screen_first_and_replays_captured_output(tmp_path, capsys):
+    run = make_run(tmp_path, done=3)
+    console = Console(width=80, height=24, color_system=None, file=io.StringIO(), legacy_windows=False)
+    dash = TrainDashboard(json.loads((run / "config.json").read_text()), run, device="CPU", console=console)
+    with pytest.raises(KeyboardInterrupt):
+        with dash:
+            print("model loaded", file=sys.stderr)
+            assert screen_of(dash)[-1].startswith("model loaded │ Ctrl-C stops")  # the footer, while live
+            dash({"step": 3}, [])
+            raise KeyboardInterrupt
+    assert sys.stdout is not dash.log and sys.stderr is not dash.log
+    out = console.file.getvalue()
+    assert out.count("smollm2-135m · forward · seed 0 │ step 3/30") == 1  # the last frame, printed once
+    assert out.splitlines()[-1].startswith("run folder: ")
+    assert capsys.readouterr().err.splitlines() == ["model loaded"]
+
+
+def screen_of(dash: TrainDashboard) -> list[str]:
+    console = Console(width=80, height=24, color_system=None, file=io.StringIO(), legacy_windows=False)
+    console.print(dash.frame())
+    return console.file.getvalue().splitlines()
+
+
+def test_plain_lines_follow_until_the_run_ends(tmp_path):
+    out = io.StringIO()
+    follow_plain(open_run(make_run(tmp_path, done=2)), out, once=True)
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith("smollm2-135m (forward, seed 0) for 30 steps")
+    assert lines[1] == "step 0/30  base held-out score 5.00 ± 0.05 (n=4, 60s)" and lines[2].startswith("step 1/30")
+    assert len(lines) == 4
+    out = io.StringIO()
+    follow_plain(open_run(make_run(tmp_path, name="done", done=30, status="finished")), out)
+    assert out.getvalue().splitlines()[-1] == (
+        "finished: held-out score 5.00 -> 8.00; selected checkpoint: step_25 (threshold crossed)")
+
+
+def test_watch_command(tmp_path):
+    runner = CliRunner()
+    run = make_run(tmp_path, done=30, status="finished")
+    result = runner.invoke(cli, ["watch", str(run), "--once"], env={"COLUMNS": "80", "LINES": "24"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == 24 and lines[0].rstrip() == "smollm2-135m · forward · seed 0 │ step 30/30 │ finished"
+    assert "selected step_25 (threshold crossed)" in result.output  # from summary.json
+    result = runner.invoke(cli, ["watch", str(run)])  # not a terminal: plain lines, ends with the run
+    assert result.exit_code == 0 and result.output.splitlines()[-1].startswith("finished: held-out score")
+    result = runner.invoke(cli, ["watch", str(tmp_path / "missing")])
+    assert result.exit_code == 1 and result.output.startswith("Error: run folder not found")
+    assert "Traceback" not in result.output
+
+
+def test_ui_commands_do_not_import_mlx(tmp_path):
+    run = make_run(tmp_path, done=5)
+    code = (f"import sys\nfrom hmxfeel_mlx.cli import main\n"
+            f"for args in (['watch', {str(run)!r}, '--once'], ['inspect', {str(run)!r}], ['report', {str(run)!r}]):\n"
+            f"    try: main(args)\n    except SystemExit as e: assert not e.code, e.code\n"
+            f"print('MLX', any(m == 'mlx' or m.startswith('mlx.') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "MLX False"
+
+
+def test_train_prints_plain_lines_when_not_a_terminal_and_reports_an_interrupt(tmp_path, monkeypatch):
+    import hmxfeel_mlx.trainer as trainer
+
+    def fake_train(config, run_dir, resume=False, on_step=None):
+        run = make_run(tmp_path, name=f"fake{config.steps}", done=-1)
+        for step in (0, 1):
+            from test_ui_state import step_rows
+
+            on_step(step_rows(json.loads((run / "config.json").read_text()), step)[0], [])
+        if config.steps == 2:
+            raise trainer.TrainingStopped(f"interrupted; the last complete checkpoint is none. "
+                                          f"Resume with: hmx-mlx train --resume {run_dir}")
+        return trainer.TrainResult(run_dir, {"base_eval_score": 5.0, "final_eval_score": 5.1, "selected_step": 1,
+                                             "reason": "threshold not reached; best held-out score selected"})
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train", "--steps", "3", "--run-dir", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "training smollm2-135m (forward, seed 0) for 3 steps"
+    assert lines[1].startswith("step 0/3  base held-out score 5.00") and lines[2].startswith("step 1/3  reward 5.10")
+    assert lines[3].startswith("done in") and lines[-1].startswith("held-out score 5.00 -> 5.10")
+    result = runner.invoke(cli, ["train", "--steps", "2", "--run-dir", str(tmp_path / "r2")])
+    assert result.exit_code == 1 and result.output.splitlines()[-1].startswith("Error: interrupted;")
+    assert f"Resume with: hmx-mlx train --resume {tmp_path / 'r2'}" in result.output
