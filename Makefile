@@ -23,6 +23,13 @@ openblas:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas0-pthread; \
 	  else echo "MLX on CPU is ~20x faster with OpenBLAS. Install it with: sudo apt-get install -y libopenblas0-pthread"; fi; \
 	fi
+	@# tmux: the terminal UI tests drive the live screens in a real terminal (they skip without it)
+	@if [ "$$(uname -s)" = Linux ] && ! command -v tmux >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux; } \
+	      || echo "tmux could not be installed: the terminal UI tests will be skipped"; \
+	  else echo "The terminal UI tests need tmux (they skip without it). Install it with: sudo apt-get install -y tmux"; fi; \
+	fi
 
 setup: $(VENV)/.installed openblas
 

@@ -36,6 +36,7 @@ from .views import GroupView, HealthView, RewardView, num, one_line
 
 WATCH_KEYS = "q quit · n/p next/previous prompt of the step"
 LOG_SHOWN_S = 60.0  # how long a line printed during training stays in the footer
+MIN_FRAME_ROWS = 16
 
 
 def status_text(state: RunState, now: float) -> str:
@@ -167,7 +168,7 @@ class TrainDashboard:
         self.live = Live(console=self.console, screen=True, auto_refresh=True, refresh_per_second=refresh_per_second,
                          redirect_stdout=False, redirect_stderr=False, get_renderable=self.frame)
 
-    def frame(self) -> Layout:
+    def frame(self, size: tuple[int, int] | None = None) -> Layout:
         self.reader.poll()
         state = self.reader.state
         now = time.time()
@@ -178,7 +179,7 @@ class TrainDashboard:
             footer = f"run folder: {state.root}"
         elif self.log.last and now - self.log.written_at < LOG_SHOWN_S:  # a fresh message comes first
             footer = f"{self.log.last} │ {footer}"
-        return self.view.update(state, now, self.console.size, device=self.device,
+        return self.view.update(state, now, size or self.console.size, device=self.device,
                                 elapsed=(self.finished or now) - self.start, status=status, footer=footer)
 
     def __enter__(self) -> "TrainDashboard":
@@ -196,7 +197,9 @@ class TrainDashboard:
             self.live.stop()
         finally:
             sys.stdout, sys.stderr = self._streams
-        self.console.print(self.frame())
+        width, height = self.console.size
+        last = max(MIN_FRAME_ROWS, height - 4)  # leaves the command's last lines on the screen below it
+        self.console.print(self.frame((width, last)), height=last)
         for line in self.log.lines + ([self.log.last] if self.log._partial.strip() else []):
             print(line, file=sys.stderr)
 

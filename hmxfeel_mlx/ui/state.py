@@ -208,7 +208,7 @@ def crosses(config: dict, score: float) -> bool:
 
 def selection(state: RunState) -> dict:
     """The selected checkpoint: summary.json's once the run wrote it, otherwise the rule so far."""
-    if state.status in FINAL_STATUSES and state.summary and "selected_step" in state.summary:
+    if state.status in FINAL_STATUSES and state.summary and state.summary.get("selected_step") is not None:
         return {"step": state.summary["selected_step"], "reason": state.summary.get("reason", "")}
     evals = [e for e in state.evals if e["step"] > 0]
     for e in evals:

@@ -83,7 +83,7 @@ def heldout_lines(state: RunState) -> list[Text]:
     moved += f" · KL {num(last.get('eval_kl'), '.3f')}"
     sel = selection(state)
     chosen = f"step_{sel['step']}" if sel["step"] is not None else "none"
-    return [Text(moved), Text(f"selected {chosen} ({sel['reason']})")]
+    return [Text(moved), Text(f"selected {chosen}" + (f" ({sel['reason']})" if sel["reason"] else ""))]
 
 
 class RewardView:
