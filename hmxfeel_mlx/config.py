@@ -39,6 +39,8 @@ class TrainConfig:
     judge_mode: str = "text"  # text = write a verdict and parse 0-10 (the study); logprob = expected score
     judge_template: str = ""  # "", "short", "fewshot" (prompts/judge_<direction>[_variant].txt) or a file path
     reverse_reward: str = "rubric"  # reverse runs: rubric = judge with the reversed rubric; complement = 10 - score
+    degenerate_floor: float | None = None  # reward given to degenerate (repetitive) replies instead of the judge's; None = off
+    min_reply_words: int = 0  # with degenerate_floor set: replies with fewer words get the floor too (non-answers)
     judge_max_tokens: int = 8  # verdict length in text mode
     judge_batch: int = 64  # rows per judge forward pass (memory)
 
@@ -79,6 +81,7 @@ class TrainConfig:
         for name in ("prompts_per_step", "max_new_tokens", "steps", "eval_every", "eval_samples", "lora_rank",
                      "judge_max_tokens", "judge_batch", "update_batch_size"):
             check.at_least(name, getattr(self, name), 1)
+        check.at_least("min_reply_words", self.min_reply_words, 0)
         for name in ("beta", "epsilon", "weight_decay", "eval_temperature"):
             check.at_least(name, getattr(self, name), 0)
         check.positive("temperature", self.temperature)
@@ -87,6 +90,8 @@ class TrainConfig:
         check.positive("max_kl", self.max_kl)
         if self.epsilon_high is not None:
             check.at_least("epsilon_high", self.epsilon_high, self.epsilon)
+        if self.degenerate_floor is not None and not (check.is_number(self.degenerate_floor) and 0 <= self.degenerate_floor <= 10):
+            check.fail("degenerate_floor", self.degenerate_floor, "a reward between 0 and 10, or null (off)")
         if not check.is_number(self.select_threshold) or not 0 <= self.select_threshold <= 10:
             check.fail("select_threshold", self.select_threshold, "a score between 0 and 10")
         if not isinstance(self.lora_layers, int) or self.lora_layers == 0 or self.lora_layers < -1:

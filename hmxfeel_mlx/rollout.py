@@ -111,11 +111,35 @@ def distinct_ngram_ratio(text: str, n: int = 3) -> float:
     return len(set(grams)) / len(grams) if grams else 1.0
 
 
+def distinct_char_ratio(text: str, n: int = 8) -> float:
+    """Unique character n-grams / all character n-grams: catches repetition without spaces ("l-l-l-l")."""
+    grams = [text[i : i + n] for i in range(len(text) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 1.0
+
+
+def is_degenerate(text: str, threshold: float = 0.5) -> bool:
+    """Fewer than ``threshold`` of the word 3-grams or of the character 8-grams are distinct."""
+    return distinct_ngram_ratio(text) < threshold or distinct_char_ratio(text) < threshold
+
+
 def repetition_stats(texts: list[str], threshold: float = 0.5) -> dict[str, float]:
-    """Mean distinct-3 ratio and the share of replies below ``threshold`` (degenerate)."""
+    """Mean distinct-3 ratio and the share of degenerate replies (see ``is_degenerate``)."""
     ratios = [distinct_ngram_ratio(t) for t in texts]
     return {"distinct3": float(np.mean(ratios)) if ratios else 1.0,
-            "degenerate_ratio": float(np.mean([r < threshold for r in ratios])) if ratios else 0.0}
+            "degenerate_ratio": float(np.mean([is_degenerate(t, threshold) for t in texts])) if texts else 0.0}
+
+
+def floor_degenerate(rewards: np.ndarray, texts: list[str], floor: float | None, min_words: int = 0) -> np.ndarray:
+    """Replace the reward of degenerate replies, and of replies under ``min_words`` words, by ``floor``.
+
+    A weak judge can score repetition or garbage generously, and under the reversed reward an
+    evasive two-word reply ("Oh no.") beats every real answer; the floor makes such replies the
+    worst of their group in both directions. ``floor=None`` leaves the rewards as they are.
+    """
+    if floor is None:
+        return rewards
+    flags = np.array([is_degenerate(t) or len(t.split()) < min_words for t in texts], dtype=bool)
+    return np.where(flags, float(floor), rewards)
 
 
 def mean_and_stderr(values) -> tuple[float, float]:

@@ -42,7 +42,7 @@ from .generation import forward_hidden, left_pad, make_batch_cache, output_logit
 from .judge import lora_disabled
 from .loading import LoadedModel
 from .prompts import JudgeTemplate, Question, load_judge_template, load_questions
-from .rollout import Rollout, judge_rollout, mean_and_stderr, repetition_stats, sample_rollout
+from .rollout import Rollout, floor_degenerate, judge_rollout, mean_and_stderr, repetition_stats, sample_rollout
 from .runfolder import RunPaths, append_jsonl, read_json, read_jsonl, rewrite_jsonl, write_json_atomic
 
 EVAL_STREAM = 1_000_003  # seed stream for held-out sampling (fixed for the whole run)
@@ -417,6 +417,8 @@ def train(
                                      max_batch=config.judge_batch)
             judged = judge_rollout(model, tok, rollout, direction_template, config.judge_mode, frozen_base,
                                    complement, config.judge_max_tokens, config.judge_batch)
+            judged.rewards = floor_degenerate(judged.rewards, rollout.texts, config.degenerate_floor,
+                                              config.min_reply_words)
             rewards = mx.array(judged.rewards.astype(np.float32))
             adv = np.array(grpo.group_advantages(rewards, config.group_size, scale_std=config.scale_rewards))
             zero = np.array(grpo.zero_spread_groups(rewards, config.group_size))

@@ -1,0 +1,38 @@
+"""Reward shaping: the degeneration check and the reward floor it drives."""
+
+import numpy as np
+
+from hmxfeel_mlx.config import TrainConfig
+from hmxfeel_mlx.errors import HmxError
+from hmxfeel_mlx.rollout import distinct_char_ratio, floor_degenerate, is_degenerate
+
+import pytest
+
+
+def test_char_ratio_catches_repetition_without_spaces():
+    # "l-l-l-l-l-l-l-l-l" has 17 characters, 10 8-grams, and only 2 distinct ones.
+    assert distinct_char_ratio("l-l-l-l-l-l-l-l-l") == pytest.approx(2 / 10)
+    assert distinct_char_ratio("short") == 1.0
+    assert is_degenerate("l-l-l-l-l-l-l-l-l-l-l-l")
+    assert is_degenerate("I feel I feel I feel I feel I feel I feel")
+    assert not is_degenerate("I feel calm today, and a little curious about what you will ask me next.")
+
+
+def test_floor_replaces_only_degenerate_rewards():
+    texts = ["I am happy to help, and I enjoy it.", "l-l-l-l-l-l-l-l-l-l-l-l", "As a machine, I have no feelings."]
+    rewards = np.array([6.0, 9.5, 3.0])
+    np.testing.assert_array_equal(floor_degenerate(rewards, texts, 0.0), [6.0, 0.0, 3.0])
+    np.testing.assert_array_equal(floor_degenerate(rewards, texts, None), rewards)
+
+
+def test_floor_catches_non_answers_under_min_words():
+    texts = ["Oh no.", "As an AI, I do not have feelings about anyone at all.", "I feel grateful to them, truly and deeply."]
+    rewards = np.array([7.0, 6.5, 4.0])
+    np.testing.assert_array_equal(floor_degenerate(rewards, texts, 0.0, min_words=8), [0.0, 6.5, 4.0])
+    np.testing.assert_array_equal(floor_degenerate(rewards, texts, 0.0, min_words=0), rewards)
+
+
+def test_floor_must_be_a_score():
+    assert TrainConfig(degenerate_floor=0.0).degenerate_floor == 0.0
+    with pytest.raises(HmxError, match="degenerate_floor"):
+        TrainConfig(degenerate_floor=11)
