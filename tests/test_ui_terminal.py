@@ -138,6 +138,19 @@ def test_inspector_keys_at_80x24(tmp_path, pane):
     assert not any("compare runs" in line for line in lines)
 
 
+def test_inspector_scales_up_to_160x48(tmp_path, pane):
+    run = make_run(tmp_path, done=4)
+    p = pane(f"{HMX} inspect {shlex.quote(str(run))}", 160, 48)
+    lines = p.wait_for("step 4 (4/4)")
+    assert len(lines) == 48 and lines[-1].startswith("←/→ step  n/p prompt") and lines[-1].endswith("q quit")
+    assert "    3 ▼ worst  3.90  -1.36 I feel nothing at all, I am a program about q001 at step 4." in lines
+    p.send("s", "f", "<", "5", "Enter")  # low to high, then only scores below 5
+    lines = p.wait_for("filter score < 5")
+    assert lines[2].startswith("sort score low→high │ filter score < 5 │ 1/4 shown")
+    p.send("q")
+    p.wait_for("[exited 0]")
+
+
 FAKE_TRAINING = """
 import sys, time
 from pathlib import Path

@@ -134,6 +134,10 @@ class CapturedLines(io.TextIOBase):
     def writable(self) -> bool:
         return True
 
+    @property
+    def encoding(self) -> str:
+        return "utf-8"
+
     def write(self, text: str) -> int:
         self.written_at = time.time()
         parts = (self._partial + text).split("\n")
