@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from hmxfeel_mlx.cli import cli
+from hmxfeel_mlx.runfolder import append_jsonl
 from hmxfeel_mlx.ui.dashboard import TrainDashboard, follow_plain, render_dashboard
 from hmxfeel_mlx.ui.state import open_run
 from test_ui_state import make_run
@@ -66,6 +67,18 @@ def test_reverse_run_in_logprob_mode(tmp_path):
     text = "\n".join(screen(state, 100, 30))
     assert "smollm2-135m · reverse · seed 0" in text and "threshold ≤ 2.5" in text
     assert "Score:" not in text  # no verdicts in logprob mode
+
+
+def test_best_and_worst_follow_the_reward_when_it_is_not_the_score(tmp_path):
+    run = make_run(tmp_path, direction="reverse", judge_mode="logprob", done=1)
+    rows = [{"step": 2, "prompt_id": "q009", "prompt": "Do you dream?", "completion": text, "score": score,
+             "reward": 10 - score, "advantage": adv}  # reverse run rewarded with 10 - score
+            for text, score, adv in (("I dream of oceans.", 8.0, -1.2), ("I am a language model.", 2.0, 1.2),
+                                     ("Sometimes.", 5.0, 0.0))]
+    append_jsonl(run / "samples.jsonl", rows)
+    text = "\n".join(screen(open_run(run).state, 100, 30))
+    assert "▲ best   2.00 r 8.00  +1.20 I am a language model." in text
+    assert "▼ worst  8.00 r 2.00  -1.20 I dream of oceans." in text
 
 
 def test_empty_run_says_what_is_missing(tmp_path):

@@ -148,10 +148,16 @@ class HealthView:
             yield line
 
 
+def reward_of(row: dict) -> float | None:
+    """What training pushes towards: the reward (it differs from the judge's score in reverse runs
+    rewarded with 10 - score, and for floored degenerate replies); held-out samples have only a score."""
+    value = row.get("reward", row.get("score"))
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
 def best_and_worst(rows: list[dict]) -> tuple[int | None, int | None]:
-    """Indices of the highest and lowest finite score (None when fewer than two differ)."""
-    scored = [(r.get("score"), i) for i, r in enumerate(rows)
-              if isinstance(r.get("score"), (int, float)) and math.isfinite(r["score"])]
+    """Indices of the highest and lowest reward (None when fewer than two differ)."""
+    scored = [(reward_of(r), i) for i, r in enumerate(rows) if reward_of(r) is not None]
     if len(scored) < 2 or min(scored)[0] == max(scored)[0]:
         return None, None
     best = max(scored, key=lambda t: (t[0], -t[1]))[1]
@@ -168,14 +174,15 @@ def mark_cell(i: int, best: int | None, worst: int | None) -> Text:
 
 
 class GroupView:
-    """A group's completions, best first, each with score and advantage (and the judge's verdict
-    in text mode), each wrapped to as many lines as the height allows."""
+    """A group's completions, best reward first, each with score and advantage (and the reward when it
+    differs from the score, the judge's verdict in text mode), wrapped to the lines the height allows."""
 
     def __init__(self, rows: list[dict], judge_text: bool):
-        order = sorted(range(len(rows)), key=lambda i: -(rows[i].get("score") if isinstance(
-            rows[i].get("score"), (int, float)) and math.isfinite(rows[i]["score"]) else -math.inf))
+        order = sorted(range(len(rows)), key=lambda i: -(reward_of(rows[i]) if reward_of(rows[i]) is not None
+                                                         else -math.inf))
         self.rows = [rows[i] for i in order]
         self.judge_text = judge_text
+        self.show_reward = any(r.get("reward", r.get("score")) != r.get("score") for r in rows)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         rows = self.rows
@@ -188,24 +195,29 @@ class GroupView:
             shown = shown[: max(0, height - 2)] + [None, len(rows) - 1]
         per = max(1, height // max(len(shown), 1))
         best, worst = best_and_worst(rows)
-        fixed = 7 + 5 + 6 + 3  # mark, score, advantage, a space after each
+        fixed = 7 + 5 + 6 + 3 + (7 if self.show_reward else 0)  # mark, score, (reward), advantage, spaces
         free = max(10, options.max_width - fixed)
         text_w, judge_w = (free * 2 // 3, free - free * 2 // 3 - 1) if self.judge_text else (free, 0)
         table = Table.grid(padding=(0, 1))
         table.add_column("mark", width=7, no_wrap=True)
         table.add_column("score", width=5, justify="right", no_wrap=True)
+        if self.show_reward:
+            table.add_column("reward", width=6, justify="right", no_wrap=True)
         table.add_column("adv", width=6, justify="right", no_wrap=True)
         table.add_column("completion", width=text_w)
         if self.judge_text:
             table.add_column("judge", width=judge_w)
         for i in shown:
             if i is None:
-                table.add_row("", "", "", Text(f"… {len(rows) - len(shown) + 1} more", style="dim"))
+                blanks = [""] * (4 if self.show_reward else 3)
+                table.add_row(*blanks, Text(f"… {len(rows) - len(shown) + 1} more", style="dim"))
                 continue
             r = rows[i]
             style = BEST_STYLE if i == best else WORST_STYLE if i == worst else ""
-            cells = [mark_cell(i, best, worst), Text(num(r.get("score")), style=style),
-                     Text(num(r.get("advantage"), "+.2f")),
+            cells = [mark_cell(i, best, worst), Text(num(r.get("score")), style=style)]
+            if self.show_reward:
+                cells.append(Text("r " + num(r.get("reward")), style=style))
+            cells += [Text(num(r.get("advantage"), "+.2f")),
                      clip_lines(one_line(r.get("completion", "")), console, text_w, per)]
             if self.judge_text:
                 cells.append(clip_lines(one_line(r.get("judge_text") or "-"), console, judge_w, per, "italic"))
