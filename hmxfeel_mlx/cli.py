@@ -163,16 +163,19 @@ def train(model, direction, seed, steps, run_dir, config_file, resume, group_siz
 
 def _train_display(config, run, plain: bool):
     """The live dashboard in a terminal; one plain line per step otherwise or with --plain."""
+    from rich.console import Console
+
     from .progress import StepPrinter
 
-    if plain or not sys.stdout.isatty():
+    console = Console(file=sys.stdout)
+    if plain or not console.is_terminal or console.is_dumb_terminal:
         return StepPrinter(config)
     from dataclasses import asdict
 
     from .backend import device_name
     from .ui.dashboard import TrainDashboard
 
-    return TrainDashboard(asdict(config), run, device=device_name())
+    return TrainDashboard(asdict(config), run, device=device_name(), console=console)
 
 
 def _parse_settings(settings) -> dict:

@@ -241,7 +241,7 @@ def watch_run(path: str | Path, once: bool = False, plain: bool = False, interva
     """`hmx-mlx watch RUN`: the dashboard of a run another process writes (or a finished one)."""
     reader = open_run(path)
     console = console or Console()
-    if plain or (not once and not console.is_terminal):
+    if plain or (not once and (not console.is_terminal or console.is_dumb_terminal)):
         try:
             follow_plain(reader, interval=interval, once=once)
         except KeyboardInterrupt:

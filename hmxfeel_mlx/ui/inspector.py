@@ -360,7 +360,7 @@ def inspect_runs(paths: list[str], console: Console | None = None) -> None:
                            "its base evaluation or first step is written, then run `hmx-mlx inspect` again.")
     insp = Inspector([r.state for r in readers])
     console = console or Console()
-    if not console.is_terminal or not sys.stdin.isatty():
+    if not console.is_terminal or console.is_dumb_terminal or not sys.stdin.isatty():
         console.print(insp.render(*console.size))
         return
     try:
