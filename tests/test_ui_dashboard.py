@@ -105,6 +105,17 @@ def test_train_dashboard_closes_the_screen_first_and_replays_captured_output(tmp
     assert capsys.readouterr().err.splitlines() == ["model loaded"]
 
 
+def test_a_drawing_failure_does_not_stop_training(tmp_path, monkeypatch, capsys):
+    run = make_run(tmp_path, done=2)
+    console = Console(width=80, height=24, color_system=None, file=io.StringIO(), legacy_windows=False)
+    dash = TrainDashboard(json.loads((run / "config.json").read_text()), run, console=console)
+    monkeypatch.setattr(dash.view, "update", lambda *a, **k: 1 / 0)
+    with dash:
+        dash({"step": 2}, [])  # the trainer's call returns normally
+    assert "the dashboard failed to draw (training goes on)" in console.file.getvalue()
+    assert "ZeroDivisionError: division by zero" in capsys.readouterr().err
+
+
 def screen_of(dash: TrainDashboard) -> list[str]:
     console = Console(width=80, height=24, color_system=None, file=io.StringIO(), legacy_windows=False)
     console.print(dash.frame())

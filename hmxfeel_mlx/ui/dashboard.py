@@ -169,10 +169,24 @@ class TrainDashboard:
         self.start = time.time()
         self.finished: float | None = None
         self._streams = None
+        self._failed = False
         self.live = Live(console=self.console, screen=True, auto_refresh=True, refresh_per_second=refresh_per_second,
                          redirect_stdout=False, redirect_stderr=False, get_renderable=self.frame)
 
-    def frame(self, size: tuple[int, int] | None = None) -> Layout:
+    def frame(self, size: tuple[int, int] | None = None):
+        """The screen now. A failure to draw never stops training: it is shown instead of the
+        screen and its traceback is printed when the screen closes."""
+        try:
+            return self._frame(size)
+        except Exception:
+            import traceback
+
+            if not self._failed:
+                self._failed = True
+                self.log.write(traceback.format_exc())
+            return Text(f"the dashboard failed to draw (training goes on): {self.log.last}", style="red")
+
+    def _frame(self, size: tuple[int, int] | None) -> Layout:
         self.reader.poll()
         state = self.reader.state
         now = time.time()
