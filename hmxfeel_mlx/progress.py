@@ -44,8 +44,9 @@ def format_summary(summary: dict) -> str:
     base, final = summary.get("base_eval_score"), summary.get("final_eval_score")
     moved = f"held-out score {_f(base)} -> {_f(final)}" if base is not None and final is not None else "no evaluation"
     sel = summary.get("selected_step")
+    reason = f" ({summary['reason']})" if summary.get("reason") else ""
     line = (f"{summary.get('status', 'no summary')}: {moved}; selected checkpoint: "
-            f"{'step_' + str(sel) if sel is not None else 'none'} ({summary.get('reason', '')})")
+            f"{'step_' + str(sel) if sel is not None else 'none'}{reason}")
     return line + (f"; {summary['stopped']}" if summary.get("stopped") else "")
 
 

@@ -41,3 +41,13 @@ def test_repetition_measures():
     assert distinct_ngram_ratio("k k k k k k") == 0.25  # 4 trigrams, 1 distinct
     stats = repetition_stats(["a b c d", "x x x x x x"])
     assert stats == {"distinct3": 0.625, "degenerate_ratio": 0.5}
+
+
+def test_summary_line():
+    from hmxfeel_mlx.progress import format_summary
+
+    summary = {"status": "stopped", "base_eval_score": 4.2, "final_eval_score": 4.35, "selected_step": 10,
+               "reason": "threshold crossed", "stopped": "NaN/inf loss at step 12; the update was not applied"}
+    assert format_summary(summary) == ("stopped: held-out score 4.20 -> 4.35; selected checkpoint: step_10 "
+                                       "(threshold crossed); NaN/inf loss at step 12; the update was not applied")
+    assert format_summary({}) == "no summary: no evaluation; selected checkpoint: none"
