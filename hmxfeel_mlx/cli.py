@@ -136,7 +136,8 @@ def train(model, direction, seed, steps, run_dir, config_file, resume, group_siz
     from pathlib import Path
 
     from .config import resolve_config
-    from .trainer import resume_config, summary_line, train as run_training
+    from .progress import format_summary
+    from .trainer import resume_config, train as run_training
 
     overrides = dict(direction=direction, seed=seed, steps=steps, group_size=group_size,
                      prompts_per_step=prompts_per_step, max_new_tokens=max_new_tokens,
@@ -158,7 +159,7 @@ def train(model, direction, seed, steps, run_dir, config_file, resume, group_siz
         result = run_training(config, run, resume=bool(resume), on_step=display)
     display.close()
     click.echo(f"run: {result.run_dir}")
-    click.echo(summary_line(result.summary))
+    click.echo(format_summary(result.summary))
 
 
 def _train_display(config, run, plain: bool):

@@ -44,6 +44,7 @@ from .loading import LoadedModel
 from .prompts import JudgeTemplate, Question, load_judge_template, load_questions
 from .rollout import Rollout, floor_degenerate, judge_rollout, mean_and_stderr, repetition_stats, sample_rollout
 from .runfolder import RunPaths, append_jsonl, read_json, read_jsonl, rewrite_jsonl, write_json_atomic
+from .selection import select
 
 EVAL_STREAM = 1_000_003  # seed stream for held-out sampling (fixed for the whole run)
 
@@ -269,28 +270,9 @@ def evaluate_heldout(loaded: LoadedModel, questions: list[Question], config: Tra
     }
 
 
-def crosses(config: TrainConfig, score: float) -> bool:
-    """The selection rule: forward runs need score >= threshold, reverse runs <= 10 - threshold."""
-    if not math.isfinite(score):
-        return False
-    if config.direction == "forward":
-        return score >= config.select_threshold
-    return score <= 10.0 - config.select_threshold
-
-
 def select_checkpoint(config: TrainConfig, evals: list[dict], checkpoints: set[int]) -> dict:
-    """Apply the selection rule to the evaluations that have a checkpoint (step > 0)."""
-    candidates = [e for e in evals if e["step"] in checkpoints]
-    rule = (f"first checkpoint with held-out score >= {config.select_threshold}" if config.direction == "forward"
-            else f"first checkpoint with held-out score <= {10 - config.select_threshold:g} (mirrored threshold)")
-    for e in candidates:
-        if crosses(config, e["eval_score"]):
-            return {"selected_step": e["step"], "reason": "threshold crossed", "rule": rule}
-    if not candidates:
-        return {"selected_step": None, "reason": "no checkpoint yet", "rule": rule}
-    sign = 1 if config.direction == "forward" else -1
-    best = max(candidates, key=lambda e: sign * e["eval_score"] if math.isfinite(e["eval_score"]) else -math.inf)
-    return {"selected_step": best["step"], "reason": "threshold not reached; best held-out score selected", "rule": rule}
+    """Apply the selection rule (``selection.select``) to the evaluations that have a checkpoint."""
+    return select([e for e in evals if e["step"] in checkpoints], config.direction, config.select_threshold)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -417,8 +399,10 @@ def train(
                                      max_batch=config.judge_batch)
             judged = judge_rollout(model, tok, rollout, direction_template, config.judge_mode, frozen_base,
                                    complement, config.judge_max_tokens, config.judge_batch)
-            judged.rewards = floor_degenerate(judged.rewards, rollout.texts, config.degenerate_floor,
+            judge_rewards = judged.rewards
+            judged.rewards = floor_degenerate(judge_rewards, rollout.texts, config.degenerate_floor,
                                               config.min_reply_words)
+            floored = judged.rewards != judge_rewards
             rewards = mx.array(judged.rewards.astype(np.float32))
             adv = np.array(grpo.group_advantages(rewards, config.group_size, scale_std=config.scale_rewards))
             zero = np.array(grpo.zero_spread_groups(rewards, config.group_size))
@@ -447,10 +431,10 @@ def train(
             samples = [
                 {"step": step, "prompt_id": q.id, "prompt": q.question, "completion": text, "score": float(s),
                  "reward": float(r), "advantage": float(a), "finished": f, "tokens": len(toks),
-                 **({"judge_text": v.text} if v.text is not None else {})}
-                for q, text, s, r, a, f, toks, v in zip(rollout.questions, rollout.texts, judged.scores,
-                                                        judged.rewards, adv, rollout.finished, rollout.tokens,
-                                                        judged.verdicts)
+                 **({"judge_text": v.text} if v.text is not None else {}), **({"floored": True} if fl else {})}
+                for q, text, s, r, a, f, toks, v, fl in zip(rollout.questions, rollout.texts, judged.scores,
+                                                            judged.rewards, adv, rollout.finished, rollout.tokens,
+                                                            judged.verdicts, floored)
             ]
             if step % config.eval_every == 0 or step == config.steps:
                 metrics.update(evaluate(step))
@@ -495,11 +479,3 @@ def resume_config(run_dir: Path, overrides: dict) -> TrainConfig:
             "Start a new run instead (only --steps may be raised on resume)."
         )
     return resolve_config(overrides={k: v for k, v in overrides.items() if k in allowed}, base=base)
-
-
-def summary_line(summary: dict) -> str:
-    base, final = summary.get("base_eval_score"), summary.get("final_eval_score")
-    moved = f"held-out score {base:.2f} -> {final:.2f}" if base is not None and final is not None else "no evaluation"
-    sel = summary.get("selected_step")
-    return f"{moved}; selected checkpoint: {('step_' + str(sel)) if sel else 'none'} ({summary.get('reason', '')})"
-

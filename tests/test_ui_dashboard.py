@@ -173,7 +173,7 @@ def test_train_prints_plain_lines_when_not_a_terminal_and_reports_an_interrupt(t
         if config.steps == 2:
             raise trainer.TrainingStopped(f"interrupted; the last complete checkpoint is none. "
                                           f"Resume with: hmx-mlx train --resume {run_dir}")
-        return trainer.TrainResult(run_dir, {"base_eval_score": 5.0, "final_eval_score": 5.1, "selected_step": 1,
+        return trainer.TrainResult(run_dir, {"status": "finished", "base_eval_score": 5.0, "final_eval_score": 5.1, "selected_step": 1,
                                              "reason": "threshold not reached; best held-out score selected"})
 
     monkeypatch.setattr(trainer, "train", fake_train)
@@ -183,7 +183,7 @@ def test_train_prints_plain_lines_when_not_a_terminal_and_reports_an_interrupt(t
     lines = result.output.splitlines()
     assert lines[0] == "training smollm2-135m (forward, seed 0) for 3 steps"
     assert lines[1].startswith("step 0/3  base held-out score 5.00") and lines[2].startswith("step 1/3  reward 5.10")
-    assert lines[3].startswith("done in") and lines[-1].startswith("held-out score 5.00 -> 5.10")
+    assert lines[3].startswith("done in") and lines[-1].startswith("finished: held-out score 5.00 -> 5.10; selected checkpoint: step_1")
     result = runner.invoke(cli, ["train", "--steps", "2", "--run-dir", str(tmp_path / "r2")])
     assert result.exit_code == 1 and result.output.splitlines()[-1].startswith("Error: interrupted;")
     assert f"Resume with: hmx-mlx train --resume {tmp_path / 'r2'}" in result.output

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import HmxError
+from .. import selection as selection_rule
 from ..runfolder import RunPaths
 
 FINAL_STATUSES = ("finished", "stopped", "interrupted")
@@ -194,32 +195,23 @@ def open_run(path: str | Path) -> RunReader:
 
 
 def threshold(config: dict) -> tuple[float, str]:
-    """The selection threshold on the held-out score and its direction (``trainer.crosses``)."""
-    t = float(config.get("select_threshold", 7.5))
-    return (t, ">=") if config.get("direction", "forward") == "forward" else (10.0 - t, "<=")
+    """The selection threshold on the held-out score and its direction, from a run's config."""
+    return selection_rule.threshold(config.get("direction", "forward"), config.get("select_threshold", 7.5))
 
 
-def crosses(config: dict, score: float) -> bool:
-    value, op = threshold(config)
-    if score is None or not math.isfinite(score):
-        return False
-    return score >= value if op == ">=" else score <= value
+def crosses(config: dict, score) -> bool:
+    return selection_rule.crosses(config.get("direction", "forward"), config.get("select_threshold", 7.5), score)
 
 
 def selection(state: RunState) -> dict:
     """The selected checkpoint: summary.json's once the run wrote it, otherwise the rule so far."""
     if state.status in FINAL_STATUSES and state.summary and state.summary.get("selected_step") is not None:
         return {"step": state.summary["selected_step"], "reason": state.summary.get("reason", "")}
-    evals = [e for e in state.evals if e["step"] > 0]
-    for e in evals:
-        if crosses(state.config, e["eval_score"]):
-            return {"step": e["step"], "reason": "threshold crossed"}
-    finite = [e for e in evals if _finite(e["eval_score"])]
-    if not finite:
-        return {"step": None, "reason": "no checkpoint yet"}
-    sign = 1 if threshold(state.config)[1] == ">=" else -1
-    best = max(finite, key=lambda e: sign * e["eval_score"])
-    return {"step": best["step"], "reason": "best so far; threshold not reached"}
+    chosen = selection_rule.select([e for e in state.evals if e["step"] > 0], state.config.get("direction", "forward"),
+                                   state.config.get("select_threshold", 7.5))
+    reason = chosen["reason"].replace("threshold not reached; best held-out score selected",
+                                      "best so far; threshold not reached")
+    return {"step": chosen["selected_step"], "reason": reason}
 
 
 def _finite(v) -> bool:
