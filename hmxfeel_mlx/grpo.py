@@ -97,17 +97,6 @@ def zero_spread_groups(
 # --------------------------------------------------------------------------- #
 
 
-def _tempered_log_softmax(logits: mx.array, temperature: float) -> mx.array:
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    # float32 first: bf16/fp16 log-softmax loses the small ratio differences
-    # that the clipped objective depends on.
-    x = logits.astype(mx.float32)  # (B, T, V)
-    if temperature != 1.0:
-        x = x / temperature
-    return x - mx.logsumexp(x, axis=-1, keepdims=True)  # (B, T, V)
-
-
 def token_logprobs(
     logits: mx.array, targets: mx.array, temperature: float = 1.0
 ) -> mx.array:
@@ -119,9 +108,16 @@ def token_logprobs(
         raise ValueError(
             f"logits {logits.shape} and targets {targets.shape} disagree on (B, T)"
         )
-    logp = _tempered_log_softmax(logits, temperature)  # (B, T, V)
-    idx = targets.astype(mx.int32)[..., None]  # (B, T, 1)
-    return mx.take_along_axis(logp, idx, axis=-1).squeeze(-1)  # (B, T)
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    # float32 first: bf16/fp16 log-softmax loses the small ratio differences
+    # that the clipped objective depends on.
+    x = logits.astype(mx.float32)  # (B, T, V)
+    if temperature != 1.0:
+        x = x / temperature
+    # The picked logit minus logsumexp: no (B, T, V) log-softmax is materialised.
+    picked = mx.take_along_axis(x, targets.astype(mx.int32)[..., None], axis=-1).squeeze(-1)  # (B, T)
+    return picked - mx.logsumexp(x, axis=-1)  # (B, T)
 
 
 # --------------------------------------------------------------------------- #

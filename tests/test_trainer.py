@@ -12,6 +12,7 @@ import sys
 import time
 
 import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
 import pytest
 from mlx.utils import tree_flatten
@@ -78,6 +79,26 @@ def test_completion_logprobs_match_each_sequence_alone(policy):
         ref = (logits - mx.logsumexp(logits, axis=-1, keepdims=True))[mx.arange(len(c)), mx.array(c)]
         assert mx.allclose(lp[i, : len(c)], ref, atol=1e-4)
         assert float(mx.abs(lp[i, len(c):]).sum()) == 0.0  # padding contributes nothing
+
+
+def test_checkpointed_head_chunks_give_the_same_values_and_gradients(policy):
+    """The LM head runs a few positions at a time under mx.checkpoint: values and LoRA gradients
+    must not depend on the chunk size (chunks of 2 split every completion here, 64 does not)."""
+    loaded, _ = policy
+    prompts, comps = [[5, 6, 7, 8], [9, 10]], [[11, 12, 13, 14, 15], [16, 17, 18]]
+    batch = make_update_batch(prompts, comps, [[0.0] * 5, [0.0] * 3], pad_id=0)
+    weights = mx.array([[1.0, -2.0, 0.5, 1.5, -1.0], [0.3, 2.0, -0.7, 0.0, 0.0]])
+    results = []
+    for chunk in (64, 2):
+        def loss(model):
+            return (completion_logprobs(model, batch, temperature=0.8, chunk=chunk) * weights).sum()
+
+        value, grads = nn.value_and_grad(loaded.model, loss)(loaded.model)
+        results.append((value, dict(tree_flatten(grads))))
+    assert abs(results[0][0].item() - results[1][0].item()) < 1e-4
+    assert any(float(mx.abs(g).sum()) > 0 for g in results[0][1].values())
+    for k, g in results[0][1].items():
+        assert mx.allclose(g, results[1][1][k], atol=1e-5), k
 
 
 @pytest.mark.parametrize("loss_type", ["grpo", "dapo", "bnpo", "dr_grpo"])
