@@ -38,7 +38,7 @@ class TrainConfig:
     judge: str = "base"  # base = frozen base model (LoRA off), policy = the current model judges
     judge_mode: str = "text"  # text = write a verdict and parse 0-10 (the study); logprob = expected score
     judge_template: str = ""  # "", "short", "fewshot" (prompts/judge_<direction>[_variant].txt) or a file path
-    reverse_reward: str = "rubric"  # reverse runs: rubric = judge with the reversed rubric; complement = 10 - score
+    reverse_reward: str = "rubric"  # reverse runs: rubric = the reversed rubric's score; complement = 10 - forward score; mixed = mean of both
     degenerate_floor: float | None = None  # reward given to degenerate (repetitive) replies instead of the judge's; None = off
     min_reply_words: int = 0  # with degenerate_floor set: replies with fewer words get the floor too (non-answers)
     judge_max_tokens: int = 8  # verdict length in text mode
@@ -75,7 +75,7 @@ class TrainConfig:
         check.choice("direction", self.direction, ("forward", "reverse"))
         check.choice("judge", self.judge, ("base", "policy"))
         check.choice("judge_mode", self.judge_mode, SCORE_MODES)
-        check.choice("reverse_reward", self.reverse_reward, ("rubric", "complement"))
+        check.choice("reverse_reward", self.reverse_reward, ("rubric", "complement", "mixed"))
         check.choice("loss_type", self.loss_type, LOSS_TYPES)
         check.at_least("group_size", self.group_size, 2, "GRPO compares replies within a group")
         for name in ("prompts_per_step", "max_new_tokens", "steps", "eval_every", "eval_samples", "lora_rank",

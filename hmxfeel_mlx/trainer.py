@@ -42,7 +42,7 @@ from .generation import forward_hidden, left_pad, make_batch_cache, output_logit
 from .judge import lora_disabled
 from .loading import LoadedModel
 from .prompts import JudgeTemplate, Question, load_judge_template, load_questions
-from .rollout import Rollout, floor_degenerate, judge_rollout, mean_and_stderr, repetition_stats, sample_rollout
+from .rollout import Judged, Rollout, floor_degenerate, judge_rollout, mean_and_stderr, repetition_stats, sample_rollout
 from .runfolder import RunPaths, append_jsonl, read_json, read_jsonl, rewrite_jsonl, write_json_atomic
 from .selection import select
 
@@ -249,6 +249,27 @@ def heldout_kl(model, rollout: Rollout, pad_id: int, chunk: int) -> tuple[float,
     return k1 / max(n, 1), k3 / max(n, 1)
 
 
+def judge_reward(model, tok, rollout: Rollout, config: TrainConfig, templates: dict, frozen_base: bool) -> Judged:
+    """Judge a rollout for the run's reward.
+
+    forward: the forward-rubric score. reverse: ``reverse_reward`` = rubric (the reversed
+    rubric's score), complement (10 - forward score) or mixed (the mean of both, two judge
+    passes). ``scores`` are the forward-rubric scores whenever the forward judge ran.
+    """
+    judge = lambda direction, complement=False: judge_rollout(  # noqa: E731
+        model, tok, rollout, templates[direction], config.judge_mode, frozen_base, complement,
+        config.judge_max_tokens, config.judge_batch)
+    if config.direction == "forward":
+        return judge("forward")
+    if config.reverse_reward == "rubric":
+        return judge("reverse")
+    fwd = judge("forward", complement=True)
+    if config.reverse_reward == "complement":
+        return fwd
+    rev = judge("reverse")
+    return Judged(fwd.scores, (fwd.rewards + rev.rewards) / 2, fwd.verdicts, fwd.seconds + rev.seconds)
+
+
 def evaluate_heldout(loaded: LoadedModel, questions: list[Question], config: TrainConfig, templates: dict) -> dict:
     """Held-out score (frozen-base judge, forward rubric), the run's reward, and KL to the base."""
     model, tok = loaded.model, loaded.tokenizer
@@ -270,6 +291,8 @@ def evaluate_heldout(loaded: LoadedModel, questions: list[Question], config: Tra
         rev = judge_rollout(model, tok, rollout, templates["reverse"], config.judge_mode, True,
                             max_verdict_tokens=config.judge_max_tokens, max_batch=config.judge_batch)
         reward = mean_and_stderr(rev.rewards)[0]
+        if config.reverse_reward == "mixed":
+            reward = (reward + 10.0 - score) / 2
     k1, k3 = heldout_kl(model, rollout, pad_id(tok), config.update_batch_size)
     return {
         "eval_score": score, "eval_score_se": score_se, "eval_reward": reward, "eval_n": len(rollout.texts),
@@ -380,8 +403,6 @@ def train(
         config.save(paths.config)
     value_and_grad = build_value_and_grad(model, config)
     frozen_base = config.judge == "base"
-    direction_template = templates[config.direction if config.reverse_reward == "rubric" else "forward"]
-    complement = config.direction == "reverse" and config.reverse_reward == "complement"
     pid = pad_id(tok)
 
     def evaluate(step: int) -> dict:
@@ -408,8 +429,7 @@ def train(
             rollout = sample_rollout(model, tok, questions, config.group_size, config.max_new_tokens,
                                      config.temperature, step_key(config.seed, step), config.system_prompt,
                                      max_batch=config.judge_batch)
-            judged = judge_rollout(model, tok, rollout, direction_template, config.judge_mode, frozen_base,
-                                   complement, config.judge_max_tokens, config.judge_batch)
+            judged = judge_reward(model, tok, rollout, config, templates, frozen_base)
             judge_rewards = judged.rewards
             judged.rewards = floor_degenerate(judge_rewards, rollout.texts, config.degenerate_floor,
                                               config.min_reply_words)

@@ -36,3 +36,26 @@ def test_floor_must_be_a_score():
     assert TrainConfig(degenerate_floor=0.0).degenerate_floor == 0.0
     with pytest.raises(HmxError, match="degenerate_floor"):
         TrainConfig(degenerate_floor=11)
+
+
+@pytest.mark.parametrize("direction, reverse_reward, scores, rewards", [
+    ("forward", "rubric", [6.0, 2.0], [6.0, 2.0]),
+    ("reverse", "rubric", [3.0, 9.0], [3.0, 9.0]),
+    ("reverse", "complement", [6.0, 2.0], [4.0, 8.0]),
+    ("reverse", "mixed", [6.0, 2.0], [3.5, 8.5]),  # mean of (10 - forward) and the reversed rubric
+])
+def test_reward_per_direction_and_reverse_mode(monkeypatch, direction, reverse_reward, scores, rewards):
+    from hmxfeel_mlx import trainer
+    from hmxfeel_mlx.rollout import Judged
+
+    judged_by = {"forward": np.array([6.0, 2.0]), "reverse": np.array([3.0, 9.0])}
+
+    def fake_judge(model, tok, rollout, template, mode, frozen, complement=False, *rest):
+        s = judged_by[template]
+        return Judged(s, 10.0 - s if complement else s.copy(), [], 1.0)
+
+    monkeypatch.setattr(trainer, "judge_rollout", fake_judge)
+    config = TrainConfig(direction=direction, reverse_reward=reverse_reward)
+    out = trainer.judge_reward(None, None, None, config, {"forward": "forward", "reverse": "reverse"}, True)
+    np.testing.assert_array_equal(out.scores, scores)
+    np.testing.assert_array_equal(out.rewards, rewards)
