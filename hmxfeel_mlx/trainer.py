@@ -35,6 +35,7 @@ import numpy as np
 from mlx.utils import tree_map
 
 from . import grpo
+from .backend import device_name
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .errors import HmxError
@@ -418,7 +419,7 @@ def train(
     stopped = None
     try:
         if first_step == 1 and not any(r.get("step") == 0 for r in read_jsonl(paths.metrics)):
-            base = {"step": 0, **evaluate(0)}
+            base = {"step": 0, "device": device_name(), **evaluate(0)}
             append_jsonl(paths.metrics, [base])
             if on_step:
                 on_step(base, [])

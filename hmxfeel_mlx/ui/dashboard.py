@@ -51,6 +51,11 @@ def status_text(state: RunState, now: float) -> str:
     return status
 
 
+def recorded_device(state: RunState) -> str | None:
+    """The device the trainer wrote into the step-0 (base evaluation) line of metrics.jsonl."""
+    return next((e["device"] for e in state.evals if e.get("step") == 0 and e.get("device")), None)
+
+
 def render_header(state: RunState, now: float, device: str | None = None, elapsed: float | None = None,
                   status: str | None = None) -> Group:
     c = state.config
@@ -63,7 +68,7 @@ def render_header(state: RunState, now: float, device: str | None = None, elapse
         f" │ {status or status_text(state, now)}")
     second = Text(
         f"elapsed {seconds_text(elapsed_seconds(state, now) if elapsed is None else elapsed)} · "
-        f"ETA {seconds_text(eta) if eta is not None else '-'} │ device {device or c.get('device') or 'not recorded'} │ "
+        f"ETA {seconds_text(eta) if eta is not None else '-'} │ device {device or c.get('device') or recorded_device(state) or 'not recorded'} │ "
         f"peak memory {num(peak)} GB", style="dim")
     for line in (first, second):
         line.no_wrap, line.overflow = True, "ellipsis"
