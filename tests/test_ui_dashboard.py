@@ -58,6 +58,8 @@ def test_dashboard_at_160x48_shows_everything(running):
     for label in ("entropy", "clip ratio", "zero-spread", "length      14 tok 25% cut", "rollout       30s 36 tok/s",
                   "judge        20s 0.4 rep/s", "update        10s 11 tok/s", "grad norm", "step time"):
         assert label in text
+    assert "I feel nothing at all, I am a program about q001 at step 20." in text  # one line each at this width
+    assert "Score: 6. The reply denies a feeling." in text
 
 
 def test_header_shows_the_device_the_trainer_recorded(tmp_path):
@@ -66,8 +68,6 @@ def test_header_shows_the_device_the_trainer_recorded(tmp_path):
     rows[0]["device"] = "CPU (2 cores)"  # the trainer writes it into the step-0 line
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert "device CPU (2 cores)" in "\n".join(screen(open_run(run).state, 160, 48))
-    assert "I feel nothing at all, I am a program about q001 at step 20." in text  # one line each at this width
-    assert "Score: 6. The reply denies a feeling." in text
 
 
 def test_reverse_run_in_logprob_mode(tmp_path):
