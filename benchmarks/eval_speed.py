@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--axes", default="all")
     ap.add_argument("--limit", type=int, default=20)
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out", default="benchmarks/results/eval_speed.json")

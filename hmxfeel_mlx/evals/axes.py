@@ -77,7 +77,7 @@ class EvalContext:
     tokenizer: Any
     loaded: Any  # LoadedModel (the feeling axis passes it to trainer.evaluate_heldout)
     seed: int = 0
-    batch_size: int = 16  # rows per generation batch
+    batch_size: int = 64  # rows per generation batch (CPU decode: 64 rows ~1.9x the tokens/s of 16)
     score_rows: int = 32  # option rows per scoring batch
     config: Any = None  # TrainConfig for the feeling axis
 

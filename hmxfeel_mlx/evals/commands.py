@@ -34,7 +34,7 @@ def _headline_metrics(res) -> str:
               help="Benchmark data folder (default: ../shared/data when it exists).")
 @click.option("--out", type=click.Path(path_type=str), default=None,
               help="Result JSON (default RUN/evals/<checkpoint>-<time>.json, or runs/evals/<model>-<time>.json).")
-@click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True, help="Rows per generation batch.")
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True, help="Rows per generation batch.")
 @click.option("--plain", is_flag=True, help="Plain lines instead of the live status display.")
 def eval_command(target, axes, limit, seed, checkpoint, data_dir, out, batch_size, plain):
     """Evaluate TARGET (a model, as in `generate`, or a run folder) on the benchmark axes.

@@ -128,7 +128,7 @@ def prepare(axes: Sequence[str], data_dir: Path, limit: int | None, seed: int, c
 
 def evaluate(target: str, axes: str | Sequence[str] | None = "all", limit: int | None = None, seed: int = 0,
              data_dir: str | Path | None = None, out: str | Path | None = None, checkpoint: str | None = None,
-             batch_size: int = 16, on_axis: Callable[[AxisResult], None] | None = None,
+             batch_size: int = 64, on_axis: Callable[[AxisResult], None] | None = None,
              on_start: Callable[[str, int], None] | None = None) -> EvalRun:
     """Evaluate TARGET (a model spec or a run folder) on ``axes``; write and return the result."""
     from ..loading import load_model
