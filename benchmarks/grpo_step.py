@@ -65,9 +65,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--group-size", type=int, default=8, help="completions per prompt G (default 8)")
     p.add_argument("--lora-rank", type=int, default=8)
     p.add_argument("--lora-layers", type=int, default=16, help="last N blocks get LoRA on every linear layer")
-    p.add_argument("--update-batch-size", type=int, default=16,
-                   help="our rows per forward/backward chunk (default 16, the project default: all G rows at once; "
-                        "1 = micro-batches of one sequence, as the peer does with one prompt per step)")
+    p.add_argument("--update-batch-size", type=int, default=2,
+                   help="our rows per forward/backward chunk (default 2, the project default; 16 = all G rows at "
+                        "once; 1 = micro-batches of one sequence, as the peer does with one prompt per step)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--peer-python", default=os.environ.get("HMX_PEER_PYTHON", DEFAULT_PEER_PYTHON),
                    help=f"python of the peer virtualenv (default {DEFAULT_PEER_PYTHON} or $HMX_PEER_PYTHON)")

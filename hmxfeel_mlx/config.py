@@ -60,7 +60,7 @@ class TrainConfig:
     learning_rate: float = 1e-5
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0  # global gradient-norm clip
-    update_batch_size: int = 16  # sequences per forward/backward chunk (gradients are accumulated exactly)
+    update_batch_size: int = 2  # sequences per forward/backward chunk (exact gradient accumulation); 2 rows: 0.89 vs 1.99 GiB peak at 8 x 128 tokens for +11% update time
 
     # --- schedule, evaluation, checkpoints --------------------------------------
     steps: int = 100
