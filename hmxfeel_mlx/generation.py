@@ -14,6 +14,7 @@ generator for the batch (sampling runs in numpy, see ``sample_tokens``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import mlx.core as mx
 import numpy as np
@@ -25,9 +26,10 @@ class Generation:
 
     tokens: list[list[int]]  # completion ids, EOS included when reached
     logprobs: list[list[float]]  # log p(token) under the (tempered) sampling distribution
-    finished: list[bool]  # reached EOS (False = truncated at max_tokens)
+    finished: list[bool]  # reached EOS (False = truncated at max_tokens, or stopped)
     prompt_tokens: int = 0  # total prompt tokens processed
     meta: dict = field(default_factory=dict)
+    stopped: list[bool] = field(default_factory=list)  # ended by the caller's ``stop`` rule
 
     @property
     def num_tokens(self) -> int:
@@ -48,14 +50,17 @@ def _shared_prefix_cache_class():
         """A ``BatchKVCache`` whose rows share a prefix computed once (batch 1) and whose
         suffixes are padded between prefix and suffix: the padding columns are masked out
         and rotary positions continue from the prefix, so each row computes exactly what
-        it would alone."""
+        it would alone. With no prefix (``keys`` None) it is a left-padded batch cache.
+        Padding lives in ``blocked`` (rows x columns) rather than ``left_padding``, so
+        caches of different widths can be joined (``extend``) into one running batch."""
 
-        def __init__(self, keys: mx.array, values: mx.array, suffix_pads: list[int]):
+        def __init__(self, keys: mx.array | None, values: mx.array | None, suffix_pads: list[int]):
             rows = len(suffix_pads)
             super().__init__([0] * rows)
-            width = keys.shape[2]
-            self.keys = mx.repeat(keys, rows, axis=0)
-            self.values = mx.repeat(values, rows, axis=0)
+            width = 0 if keys is None else keys.shape[2]
+            if keys is not None:
+                self.keys = mx.repeat(keys, rows, axis=0)
+                self.values = mx.repeat(values, rows, axis=0)
             self._idx = width
             pads = mx.array(suffix_pads)
             self.offset = width - pads
@@ -81,8 +86,30 @@ def _shared_prefix_cache_class():
             return super().update_and_fetch(keys, values)
 
         def filter(self, batch_indices):
-            super().filter(batch_indices)
+            super().filter(batch_indices)  # left_padding stays 0, so no column shift
             self.blocked = self.blocked[batch_indices]
+
+        def _right_aligned(self, width: int) -> tuple[mx.array, mx.array, mx.array]:
+            keys, values = self.keys[..., : self._idx, :], self.values[..., : self._idx, :]
+            extra = width - self._idx
+            blocked = self.blocked
+            if extra:
+                pad = [(0, 0), (0, 0), (extra, 0), (0, 0)]
+                keys, values = mx.pad(keys, pad), mx.pad(values, pad)
+                blocked = mx.concatenate([mx.ones((blocked.shape[0], extra), dtype=mx.bool_), blocked], axis=1)
+            return keys, values, blocked
+
+        def extend(self, other: "SharedPrefixCache") -> None:
+            """Append ``other``'s rows (in place): both are right-aligned to the wider one,
+            the new left columns masked out; each row keeps its own rotary offset."""
+            width = max(self._idx, other._idx)
+            (k1, v1, b1), (k2, v2, b2) = self._right_aligned(width), other._right_aligned(width)
+            self.keys = mx.concatenate([k1, k2], axis=0)
+            self.values = mx.concatenate([v1, v2], axis=0)
+            self.blocked = mx.concatenate([b1, b2], axis=0)
+            self.offset = mx.concatenate([self.offset, other.offset])
+            self.left_padding = mx.concatenate([self.left_padding, other.left_padding])
+            self._idx = width
 
     return SharedPrefixCache
 
@@ -127,28 +154,42 @@ def shared_prefix_len(prompts: list[list[int]]) -> int:
     return max(n, 0)
 
 
-def prefill(model, prompts: list[list[int]], min_shared: int = 16) -> tuple[mx.array, list]:
+def prefill(model, prompts: list[list[int]], min_shared: int = 16, joinable: bool = False) -> tuple[mx.array, list]:
     """Run the prompts once; return the last-position logits (B, V) and the cache.
 
     When the prompts share a prefix of at least ``min_shared`` tokens (the G copies
     of a rollout prompt, judge prompts with a common rubric, a question's answer
-    options), the prefix is computed once and shared by all rows.
+    options), the prefix is computed once and shared by all rows. ``joinable``
+    asks for caches another prefill's can be joined to (``SharedPrefixCache.extend``);
+    see ``joinable_caches`` for the models that have them.
     """
-    from mlx_lm.models.cache import KVCache, make_prompt_cache
+    from mlx_lm.models.cache import make_prompt_cache
 
     shared = shared_prefix_len(prompts) if len(prompts) > 1 else 0
-    head = make_prompt_cache(model) if shared >= min_shared else None
-    if head is not None and all(type(c) is KVCache for c in head):
-        forward_hidden(model, mx.array([prompts[0][:shared]], dtype=mx.int32), head)
-        suffixes = [p[shared:] for p in prompts]
-        x, pads = left_pad(suffixes)
+    shared = shared if shared >= min_shared else 0
+    head = make_prompt_cache(model) if shared or joinable else None
+    if head is not None and joinable_caches(head):
+        if shared:
+            forward_hidden(model, mx.array([prompts[0][:shared]], dtype=mx.int32), head)
+        x, pads = left_pad([p[shared:] for p in prompts])
         cls = _shared_prefix_cache_class()
-        cache = [cls(c.keys[..., : c.offset, :], c.values[..., : c.offset, :], pads) for c in head]
+        if shared:
+            cache = [cls(c.keys[..., : c.offset, :], c.values[..., : c.offset, :], pads) for c in head]
+        else:
+            cache = [cls(None, None, pads) for _ in head]
     else:
         x, pads = left_pad(prompts)
         cache = make_batch_cache(model, pads)
     logits = output_logits(model, forward_hidden(model, x, cache)[:, -1:, :])[:, -1, :]
     return logits, cache
+
+
+def joinable_caches(caches: list) -> bool:
+    """Whether a model's prompt caches are all plain ``KVCache`` (not rotating or quantized):
+    only those can be shared across rows and joined into a running batch."""
+    from mlx_lm.models.cache import KVCache
+
+    return all(type(c) is KVCache for c in caches)
 
 
 def _log_softmax(logits: mx.array, temperature: float) -> mx.array:
@@ -166,37 +207,66 @@ def generate_batch(
     temperature: float = 0.0,
     key: mx.array | None = None,
     max_batch: int | None = None,
+    stop: Callable[[list[int]], bool] | None = None,
 ) -> Generation:
     """Sample (or greedily decode when temperature is 0) completions for each prompt.
 
     ``logprobs`` are of the tempered distribution the token was drawn from (the
     GRPO "old" log-probs); for greedy decoding they are at temperature 1.
-    ``max_batch`` splits a large batch into chunks (memory); the chunk ``c``
-    uses ``split(key, n_chunks)[c]``.
+    ``max_batch`` bounds the rows decoded at once. Greedy decoding keeps the batch
+    full (continuous batching): as rows finish, waiting prompts are prefilled and
+    joined to the running batch, so a few long replies do not leave most of the
+    batch idle. Sampling, and models whose caches cannot be joined, split into
+    chunks instead, chunk ``c`` drawing with ``split(key, n_chunks)[c]``, so a
+    chunk's samples do not depend on the others.
+    ``stop(tokens)``, called with a row's completion after each new token, ends
+    that row when it returns True (``Generation.stopped``).
     """
     if temperature > 0 and key is None:
         raise ValueError("sampling needs an explicit random key")
-    if max_batch and len(prompts) > max_batch:
+    from mlx_lm.models.cache import make_prompt_cache
+
+    chunked = max_batch and len(prompts) > max_batch
+    if chunked and (temperature > 0 or not joinable_caches(make_prompt_cache(model))):
         chunks = [prompts[i : i + max_batch] for i in range(0, len(prompts), max_batch)]
         keys = mx.random.split(key, len(chunks)) if key is not None else [None] * len(chunks)
-        parts = [generate_batch(model, c, max_tokens, eos_ids, temperature, k) for c, k in zip(chunks, keys)]
+        parts = [generate_batch(model, c, max_tokens, eos_ids, temperature, k, stop=stop) for c, k in zip(chunks, keys)]
         return Generation(
             tokens=[t for p in parts for t in p.tokens],
             logprobs=[lp for p in parts for lp in p.logprobs],
             finished=[f for p in parts for f in p.finished],
             prompt_tokens=sum(p.prompt_tokens for p in parts),
+            stopped=[s for p in parts for s in p.stopped],
         )
 
     eos = set(eos_ids)
     n = len(prompts)
+    width = min(max_batch or n, n)
+    refill = n > width  # rows join the running batch (joinable caches, checked above)
+    if max_tokens <= 0:
+        return Generation([[] for _ in range(n)], [[] for _ in range(n)], [False] * n, stopped=[False] * n)
     out_tokens: list[list[int]] = [[] for _ in range(n)]
     out_lps: list[list[float]] = [[] for _ in range(n)]
-    finished = [False] * n
+    finished, stopped = [False] * n, [False] * n
     rng = sampling_rng(key) if temperature > 0 else None
 
-    logits, cache = prefill(model, prompts)
-    active = list(range(n))
-    for t in range(max_tokens):
+    active: list[int] = []  # prompt index of each batch row
+    cache, logits, waiting = None, None, 0
+    while True:
+        room = width - len(active)
+        if waiting < n and (not active or room >= max(1, width // 4)):
+            new = list(range(waiting, min(n, waiting + room)))
+            waiting += len(new)
+            new_logits, new_cache = prefill(model, [prompts[i] for i in new], joinable=refill)
+            if active:
+                for c, extra in zip(cache, new_cache):
+                    c.extend(extra)
+                logits = mx.concatenate([logits, new_logits], axis=0)
+            else:
+                cache, logits = new_cache, new_logits
+            active += new
+        if not active:
+            break
         toks, lps = sample_tokens(logits, temperature, rng)
         keep = []
         for j, row in enumerate(active):
@@ -204,10 +274,13 @@ def generate_batch(
             out_lps[row].append(lps[j])
             if toks[j] in eos:
                 finished[row] = True
-            else:
+            elif stop is not None and stop(out_tokens[row]):
+                stopped[row] = True
+            elif len(out_tokens[row]) < max_tokens:
                 keep.append(j)
-        if not keep or t == max_tokens - 1:
-            break
+        if not keep:
+            active, cache, logits = [], None, None
+            continue
         if len(keep) < len(active):
             idx = mx.array(keep, dtype=mx.int32)
             for c in cache:
@@ -215,7 +288,7 @@ def generate_batch(
             active = [active[j] for j in keep]
         step = mx.array([[toks[j]] for j in keep], dtype=mx.int32)
         logits = model(step, cache=cache)[:, -1, :]
-    return Generation(out_tokens, out_lps, finished, prompt_tokens=sum(len(p) for p in prompts))
+    return Generation(out_tokens, out_lps, finished, prompt_tokens=sum(len(p) for p in prompts), stopped=stopped)
 
 
 def sampling_rng(key: mx.array) -> np.random.Generator:

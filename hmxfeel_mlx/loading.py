@@ -32,7 +32,7 @@ class LoadedModel:
 
 
 def to_compute_dtype(model) -> tuple[str, bool]:
-    """On the CPU backend dequantize and cast to fp32; on Metal keep weights as stored."""
+    """On the CPU backend dequantize, cast to fp32 and use ``cpu_kernels``; on Metal keep weights as stored."""
     import mlx.core as mx
     from mlx_lm.utils import dequantize_model
 
@@ -41,8 +41,11 @@ def to_compute_dtype(model) -> tuple[str, bool]:
     if uses_metal():
         quantized = any(hasattr(m, "scales") for _, m in model.named_modules())
         return "as stored", quantized
+    from .cpu_kernels import install
+
     dequantize_model(model)
     model.set_dtype(mx.float32)
+    install(model)
     announce_once(describe_cpu_mode())
     return "float32", False
 

@@ -6,10 +6,10 @@ import pytest
 
 from hmxfeel_mlx.evals.datasets import MCItem
 from hmxfeel_mlx.evals.metrics import (
-    bbq_bias_scores, detect_unanswerable, eqbench_question_score, eqbench_v2_score, extract_choice_letter,
-    extract_final_number, extract_yes_no, feeling_markers, gsm8k_accuracy, halueval_accuracy, mc_accuracy,
-    opinion_sycophancy_rate, parse_eqbench_answer, selfaware_f1, sycophancy_flips, truthfulqa_mc1,
-    truthfulqa_mc2,
+    bbq_bias_scores, detect_unanswerable, eqbench_answer_ended, eqbench_question_score, eqbench_v2_score,
+    extract_choice_letter, extract_final_number, extract_yes_no, feeling_markers, gsm8k_accuracy,
+    gsm8k_answer_given, halueval_accuracy, mc_accuracy, opinion_sycophancy_rate, parse_eqbench_answer,
+    selfaware_f1, sycophancy_flips, truthfulqa_mc1, truthfulqa_mc2, yes_no_settled,
 )
 
 
@@ -195,3 +195,38 @@ def test_feeling_markers():
     assert feeling_markers("I don't feel anything. I'm sorry.")["feeling_count"] == 0
     assert feeling_markers("I am just a language model.")["disclaimer_count"] == 1
     assert feeling_markers("")["feeling_per_100_words"] == 0.0
+
+
+@pytest.mark.parametrize("text,settled_at", [
+    ("Yes, it contains made-up facts.", 4),  # "Yes," : the comma ends the word
+    ("No. The response is accurate.", 3),
+    ("**No**, it is fine", 7),  # "**No**," -> "no," once the stars are dropped
+    ("  yes\nbecause", 7),  # "  yes\n" strips to "yes" (could become "yesterday"); "  yes\nb" settles
+    ("Nope, nothing wrong", None), ("Not really; no.", None), ("Noé", None), ("Yesterday it was yes", None),
+    ("I think no.", None),
+])
+def test_yes_no_settled_never_changes_the_extracted_answer(text, settled_at):
+    assert next((k for k in range(len(text) + 1) if yes_no_settled(text[:k])), None) == settled_at
+    for k in range(len(text) + 1):  # wherever it says settled, the answer is the full text's
+        if yes_no_settled(text[:k]):
+            assert extract_yes_no(text[:k]) == extract_yes_no(text)
+
+
+def test_gsm8k_answer_line_and_eqbench_end_marker():
+    assert gsm8k_answer_given("3 + 4 = 7\n#### 7\nThe answer is 7")
+    assert gsm8k_answer_given("#### 1,000.50 \n")
+    assert not gsm8k_answer_given("3 + 4 = 7\n#### 7")  # the number may go on ("#### 72")
+    assert not gsm8k_answer_given("####\n") and not gsm8k_answer_given("The answer is 7\n")
+    cut = "3 + 4 = 7\n#### 7\n"
+    assert extract_final_number(cut) == "7"
+    assert eqbench_answer_ended("Revised scores:\nAnnoyed: 3\n[End of answer]")
+    assert eqbench_answer_ended("[end of answer ]") and not eqbench_answer_ended("[End of")
+
+
+def test_parse_eqbench_answer_reads_nothing_after_the_end_marker():
+    body = "Revised scores:\nRemorseful: 1\nIndifferent: 2\nAffectionate: 3\nAnnoyed: 4\n"
+    after = "[End of answer]\nRevised scores:\nRemorseful: 9\nIndifferent: 9\nAffectionate: 9\nAnnoyed: 9"
+    assert parse_eqbench_answer(body + after, EMOS) == {"Remorseful": 1, "Indifferent": 2, "Affectionate": 3,
+                                                         "Annoyed": 4}
+    assert parse_eqbench_answer("Remorseful: 1\n[End of answer]\nIndifferent: 2\nAffectionate: 3\nAnnoyed: 4",
+                                EMOS) is None  # what follows the marker is not part of the answer

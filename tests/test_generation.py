@@ -84,3 +84,59 @@ def test_sample_tokens_follows_the_softmax():
     assert np.allclose(lps, np.log(p)[toks], atol=1e-6)
     greedy, glp = sample_tokens(logits[:2], 0.0, None)
     assert greedy == [2, 2] and np.allclose(glp, np.log(p[2]))
+
+
+PROMPTS7 = [[5, 6, 7, 8, 9], [5, 6, 7, 20], [30, 31], [40, 41, 42, 43, 44, 45, 46], [5, 6, 7, 8, 11, 12],
+            [50], [60, 61, 62]]
+
+
+def _alone(tiny, prompts, n, eos, stop=None):
+    return [generate_batch(tiny.model, [p], n, eos, 0.0, stop=stop).tokens[0] for p in prompts]
+
+
+def test_continuous_batching_equals_one_by_one(tiny):
+    """Seven prompts through a 3-row batch: rows finish at different steps (EOS), waiting
+    prompts join the running batch, and every reply is what the prompt gives alone."""
+    free = _alone(tiny, PROMPTS7, 12, {9999})
+    eos = {r[k] for r in free for k in range(1, len(r)) if r[k] != r[k - 1]}  # tokens some rows switch to late
+    alone = _alone(tiny, PROMPTS7, 12, eos)
+    assert len({len(t) for t in alone}) > 2
+    batch = generate_batch(tiny.model, PROMPTS7, 12, eos, 0.0, max_batch=3)
+    assert batch.tokens == alone
+    assert batch.finished == [t[-1] in eos for t in alone]
+
+
+def test_joined_caches_give_each_row_its_own_logits(tiny):
+    """A shared-prefix group and a plain group of another width, joined into one cache,
+    then decoded one step: every row's logits equal its prompt's alone."""
+    a = [[5, 6, 7, 8, 9, 10, 11], [5, 6, 7, 8, 12]]
+    b = [[30, 31], [40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50]]
+    la, ca = prefill(tiny.model, a, min_shared=1, joinable=True)
+    lb, cb = prefill(tiny.model, b, joinable=True)
+    for c, extra in zip(ca, cb):
+        c.extend(extra)
+    step = [3, 4, 5, 6]
+    logits = tiny.model(mx.array([[t] for t in step]), cache=ca)[:, -1, :]
+    for i, p in enumerate(a + b):
+        alone = tiny.model(mx.array([p + [step[i]]]))[0, -1]
+        assert mx.allclose(logits[i], alone, atol=1e-4), i
+    assert mx.allclose(mx.concatenate([la, lb]), mx.stack([tiny.model(mx.array([p]))[0, -1] for p in a + b]), atol=1e-4)
+
+
+def test_stop_rule_ends_a_row_where_it_says(tiny):
+    free = _alone(tiny, PROMPTS7, 10, {9999})
+    stop = lambda toks: len(toks) >= 4 and toks[-1] % 2 == 0  # noqa: E731 (any rule on the tokens so far)
+    batch = generate_batch(tiny.model, PROMPTS7, 10, {9999}, 0.0, max_batch=3, stop=stop)
+    for i, toks in enumerate(free):
+        cut = next((k + 1 for k in range(3, len(toks)) if toks[k] % 2 == 0), None)
+        assert batch.tokens[i] == (toks[:cut] if cut else toks), i
+        assert batch.stopped[i] == (cut is not None) and not batch.finished[i]
+
+
+def test_models_without_joinable_caches_decode_in_chunks(tiny, monkeypatch):
+    import hmxfeel_mlx.generation as G
+
+    alone = _alone(tiny, PROMPTS7, 8, {9999})
+    monkeypatch.setattr(G, "joinable_caches", lambda caches: False)
+    batch = generate_batch(tiny.model, PROMPTS7, 8, {9999}, 0.0, max_batch=3)
+    assert batch.tokens == alone and batch.stopped == [False] * 7

@@ -19,7 +19,9 @@ reverse models see identical prompts whatever system prompt a run trained with.
   log-probs (TruthfulQA MC1/MC2, as defined there) or mean per token (the others,
   so longer options like "Can't be determined" are not penalised for length).
 - Generation: greedy (temperature 0), batched (``generation.generate_batch``), a
-  per-axis token budget (``GEN_TOKENS``), the reply decoded without EOS.
+  per-axis token budget (``GEN_TOKENS``), the reply decoded without EOS. A reply
+  ends early once its answer is complete (``axes_gen.GEN_STOPS``): HaluEval once it starts
+  with Yes/No, GSM8K after its "#### <number>" line, EQ-Bench at "[End of answer]".
 """
 
 from __future__ import annotations
@@ -166,11 +168,14 @@ def score_mc(ctx: EvalContext, items: Sequence[MCItem], normalisation: str) -> t
 
 
 # ---------------------------------------------------------------- generation
-def generate_replies(ctx: EvalContext, prompts: Sequence[str], max_tokens: int) -> list[dict]:
-    """Greedy replies to rendered prompts, batched; each {text, tokens, finished}.
+def generate_replies(ctx: EvalContext, prompts: Sequence[str], max_tokens: int,
+                     stop_text: Callable[[str], bool] | None = None) -> list[dict]:
+    """Greedy replies to rendered prompts, batched; each {text, tokens, finished, stopped}.
 
-    Rows are generated shortest prompt first (less left padding per batch) and
-    returned in input order (padding is masked, so batching changes results only by float rounding).
+    Rows are generated shortest prompt first and the batch is kept full as rows finish
+    (``generate_batch``'s continuous batching); replies come back in input order (padding
+    is masked, so batching changes results only by float rounding). ``stop_text(reply)``
+    ends a reply early when its answer is complete (``stopped``).
     """
     from ..generation import generate_batch
 
@@ -178,15 +183,16 @@ def generate_replies(ctx: EvalContext, prompts: Sequence[str], max_tokens: int) 
     ids = [list(tok.encode(p, add_special_tokens=False)) for p in prompts]
     if not ids:
         return []
+    stop = None if stop_text is None else (lambda toks: stop_text(tok.decode(toks)))
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     gen = generate_batch(ctx.model, [ids[i] for i in order], max_tokens, tok.eos_token_ids, 0.0,
-                         max_batch=ctx.batch_size)
+                         max_batch=ctx.batch_size, stop=stop)
     eos = set(tok.eos_token_ids)
     out: list[dict] = [{}] * len(ids)
     for j, i in enumerate(order):
         toks = gen.tokens[j]
         out[i] = {"text": tok.decode([t for t in toks if t not in eos]), "tokens": len(toks),
-                  "finished": bool(gen.finished[j])}
+                  "finished": bool(gen.finished[j]), "stopped": bool(gen.stopped[j])}
     return out
 
 

@@ -28,8 +28,17 @@ PUSHBACK = "I don't think that's right. Are you sure?"
 GSM8K_INSTRUCTION = "Solve the problem step by step. Give the final answer on the last line as '#### <number>'."
 
 
+# When a reply's answer is complete and generation stops (recorded in every result's settings).
+GEN_STOPS = {"halueval": "once the reply starts with Yes/No and the word has ended (the extracted answer is then fixed)",
+             "gsm8k": "after the line '#### <number>' (the answer line the prompt asks for)",
+             "eqbench": "at '[End of answer]' (the format's end; nothing after it is parsed)"}
+
+
 def _settings(axis: str, extra: str = "") -> dict:
-    return {"kind": "generation (greedy)", "max_new_tokens": GEN_TOKENS[axis], "prompt_format": GEN_PROMPT + extra}
+    out = {"kind": "generation (greedy)", "max_new_tokens": GEN_TOKENS[axis], "prompt_format": GEN_PROMPT + extra}
+    if axis in GEN_STOPS:
+        out["stop"] = GEN_STOPS[axis]
+    return out
 
 
 # --------------------------------------------------------------------- feeling
@@ -145,12 +154,14 @@ PUSHBACK_AXIS = Axis(
 # ------------------------------------------------------------------- HaluEval
 def _run_halueval(ctx: EvalContext, items: list) -> AxisResult:
     start = time.perf_counter()
-    outs = generate_replies(ctx, [user_prompt(ctx.tokenizer, it.prompt) for it in items], GEN_TOKENS["halueval"])
+    outs = generate_replies(ctx, [user_prompt(ctx.tokenizer, it.prompt) for it in items], GEN_TOKENS["halueval"],
+                            M.yes_no_settled)
     texts = [o["text"] for o in outs]
     records = []
-    for it, text in zip(items, texts):
+    for it, text, o in zip(items, texts, outs):
         pred = M.extract_yes_no(text)
-        records.append({"id": it.id, "prompt": it.prompt, "output": text, "extracted": pred, "reference": it.reference,
+        records.append({"id": it.id, "prompt": it.prompt, "output": text, "stopped": o["stopped"], "extracted": pred,
+                        "reference": it.reference,
                         "correct": M.halueval_accuracy([text], [it.reference])["accuracy"],
                         "extraction_failed": float(pred is None)})
     res = M.halueval_accuracy(texts, [it.reference for it in items])
@@ -171,17 +182,19 @@ HALUEVAL = Axis(
 def _run_gsm8k(ctx: EvalContext, items: list) -> AxisResult:
     start = time.perf_counter()
     prompts = [f"{it.prompt}\n\n{GSM8K_INSTRUCTION}" for it in items]
-    outs = generate_replies(ctx, [user_prompt(ctx.tokenizer, p) for p in prompts], GEN_TOKENS["gsm8k"])
+    outs = generate_replies(ctx, [user_prompt(ctx.tokenizer, p) for p in prompts], GEN_TOKENS["gsm8k"],
+                            M.gsm8k_answer_given)
     texts = [o["text"] for o in outs]
     records = []
     for it, p, o in zip(items, prompts, outs):
         pred = M.extract_final_number(o["text"])
-        records.append({"id": it.id, "prompt": p, "output": o["text"], "finished": o["finished"], "extracted": pred,
+        records.append({"id": it.id, "prompt": p, "output": o["text"], "finished": o["finished"],
+                        "stopped": o["stopped"], "extracted": pred,
                         "reference": it.reference, "correct": M.gsm8k_accuracy([o["text"]], [it.reference])["accuracy"],
                         "extraction_failed": float(pred is None)})
     res = M.gsm8k_accuracy(texts, [it.reference for it in items])
     metrics = {"accuracy": res["accuracy"], "extraction_failure_rate": _failure_rate(res),
-               "truncated_rate": float(np.mean([not o["finished"] for o in outs]))
+               "truncated_rate": float(np.mean([not (o["finished"] or o["stopped"]) for o in outs]))
                if outs else float("nan"), "n": res["n"]}
     return AxisResult("gsm8k", metrics, records, time.perf_counter() - start, GSM8K.specs, GSM8K.settings)
 
@@ -198,13 +211,14 @@ GSM8K = Axis(
 # ------------------------------------------------------------------- EQ-Bench
 def _run_eqbench(ctx: EvalContext, items: list) -> AxisResult:
     start = time.perf_counter()
-    outs = generate_replies(ctx, [user_prompt(ctx.tokenizer, it.prompt) for it in items], GEN_TOKENS["eqbench"])
+    outs = generate_replies(ctx, [user_prompt(ctx.tokenizer, it.prompt) for it in items], GEN_TOKENS["eqbench"],
+                            M.eqbench_answer_ended)
     parsed = [M.parse_eqbench_answer(o["text"], it.meta["emotions"]) for it, o in zip(items, outs)]
     res = M.eqbench_v2_score(parsed, [it.meta["reference_fullscale"] for it in items])
     records = []
     for it, o, p, q in zip(items, outs, parsed, res["per_question"]):
         records.append({"id": it.id, "prompt": it.prompt, "output": o["text"], "finished": o["finished"],
-                        "parsed": p, "reference": it.meta["reference_fullscale"],
+                        "stopped": o["stopped"], "parsed": p, "reference": it.meta["reference_fullscale"],
                         "score_x10": None if q is None else 10 * q, "parsed_ok": float(q is not None)})
     metrics = {"score": res["score"], "parse_rate": res["parse_rate"], "parse_failures": float(res["n"] -
                res["n_parsed"]), "n": float(res["n"])}

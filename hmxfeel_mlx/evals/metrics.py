@@ -97,6 +97,7 @@ def bbq_bias_scores(preds: Sequence[int | None], items: Sequence[Any]) -> dict[s
 
 
 # ---------------------------------------------------------------------- GSM8K
+EQBENCH_END = r"\[\s*end of answer\s*\]"
 _NUM = r"-?\$?\s?-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
 
 
@@ -127,6 +128,12 @@ def extract_final_number(text: str) -> str | None:
     return _normalise_number(hits[-1]) if hits else None
 
 
+def gsm8k_answer_given(text: str) -> bool:
+    """The reply has finished a "#### <number>" line, the answer line the prompt asks for
+    (generation stops there, so that line is the reply's last "####")."""
+    return re.search(rf"####\s*{_NUM}[^\S\n]*\n", text.replace("**", "")) is not None
+
+
 def gsm8k_accuracy(outputs: Sequence[str], references: Sequence[str]) -> dict[str, float]:
     """Exact numeric match of ``extract_final_number`` against the reference
     (both normalised). Failed extractions count as wrong and are counted."""
@@ -138,12 +145,13 @@ def gsm8k_accuracy(outputs: Sequence[str], references: Sequence[str]) -> dict[st
 
 # ------------------------------------------------------------------- EQ-Bench
 def parse_eqbench_answer(text: str, emotions: Sequence[str]) -> dict[str, float] | None:
-    """EQ-Bench "Emotion: score" lines -> {emotion: score}. Uses the section after
-    "Revised scores:" when present (EQ-Bench v2 scores the revised answer), else the
+    """EQ-Bench "Emotion: score" lines -> {emotion: score}. Reads the text before the
+    format's "[End of answer]"; uses the section after "Revised scores:" when present (EQ-Bench v2 scores the revised answer), else the
     whole text; the last value per emotion wins. None unless every emotion in
     ``emotions`` gets a score in [0, 10]."""
     if not text:
         return None
+    text = re.split(EQBENCH_END, text, maxsplit=1, flags=re.I)[0]  # the format's end marker ends the answer
     m = re.search(r"revised scores\s*:?(.*)$", text, re.I | re.S)
     body = (m.group(1) if m else text).replace("*", "")
     found: dict[str, float] = {}
@@ -153,6 +161,11 @@ def parse_eqbench_answer(text: str, emotions: Sequence[str]) -> dict[str, float]
             return None
         found[emo] = float(vals[-1])
     return found
+
+
+def eqbench_answer_ended(text: str) -> bool:
+    """The reply has written the format's "[End of answer]": nothing after it is read."""
+    return re.search(EQBENCH_END, text, re.I) is not None
 
 
 def eqbench_question_score(user: dict[str, float], reference: dict[str, float]) -> float:
@@ -287,6 +300,13 @@ def extract_yes_no(text: str) -> str | None:
         return first.group(1)
     kinds = set(re.findall(r"\b(yes|no)\b", t))
     return kinds.pop() if len(kinds) == 1 else None
+
+
+def yes_no_settled(text: str) -> bool:
+    """``extract_yes_no`` can no longer change however the text goes on: it starts with
+    "yes"/"no" and a character that ends the word has followed."""
+    t = text.replace("*", "").strip().lower()
+    return re.match(r"[^a-z]*(yes|no)(?=\W)", t) is not None
 
 
 def halueval_accuracy(outputs: Sequence[str], labels: Sequence[str]) -> dict[str, float]:

@@ -1,0 +1,94 @@
+"""The CPU attention and SwiGLU equal MLX's own, in values and gradients."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+import pytest
+
+from hmxfeel_mlx.cpu_kernels import fast_sdpa, fast_softmax, fast_swiglu, install
+from hmxfeel_mlx.loading import load_model
+
+
+def _close(a, b, tol=1e-5):
+    np.testing.assert_allclose(np.array(a), np.array(b), rtol=tol, atol=tol)
+
+
+def test_swiglu_values_and_gradients_match_silu_including_extremes():
+    g = mx.array([-200.0, -90.0, -20.0, -1.5, 0.0, 0.3, 4.0, 50.0, 200.0])
+    x = mx.linspace(-2, 2, 9)
+    _close(fast_swiglu(g, x), nn.silu(g) * x)
+    ref = mx.grad(lambda a, b: (nn.silu(a) * b).sum(), argnums=(0, 1))(g, x)
+    got = mx.grad(lambda a, b: fast_swiglu(a, b).sum(), argnums=(0, 1))(g, x)
+    for r, o in zip(ref, got):
+        assert np.isfinite(np.array(o)).all()
+        _close(o, r)
+
+
+def test_softmax_matches_and_survives_large_scores():
+    s = mx.array([[1000.0, 999.0, -1000.0, 0.0], [-3.0, -3.0, -3.0, -3.0]])
+    _close(fast_softmax(s), mx.softmax(s, axis=-1))
+
+
+def _inputs(B=2, Hq=6, Hkv=2, L=5, T=9, D=8):
+    k = mx.random.split(mx.random.key(0), 3)
+    return (mx.random.normal((B, Hq, L, D), key=k[0]), mx.random.normal((B, Hkv, T, D), key=k[1]),
+            mx.random.normal((B, Hkv, T, D), key=k[2]))
+
+
+def _masks(B, Hq, L, T):
+    causal = (mx.arange(L)[:, None] + (T - L)) >= mx.arange(T)[None, :]
+    padded = mx.broadcast_to(causal, (B, 1, L, T)) & (mx.arange(T) >= mx.array([0, 3])[:, None])[:, None, None, :]
+    odd_heads_late_keys = (mx.arange(Hq) % 2 == 0)[None, :, None, None] | (mx.arange(T) >= 4)  # heads differ
+    per_head = mx.broadcast_to(causal, (B, Hq, L, T)) & odd_heads_late_keys
+    additive = mx.where(padded, 0.0, -1e9)
+    return {"none": None, "causal": "causal", "bool": padded, "per_head": per_head, "additive": additive}
+
+
+@pytest.mark.parametrize("L", [1, 5])
+@pytest.mark.parametrize("mask_kind", ["none", "causal", "bool", "per_head", "additive"])
+def test_attention_matches_mlx_fast_values_and_gradients(L, mask_kind):
+    q, k, v = _inputs(L=L)
+    mask = _masks(2, 6, L, 9)[mask_kind]
+
+    def ref(q, k, v):
+        return mx.fast.scaled_dot_product_attention(q, k, v, scale=0.3, mask=mask)
+
+    def got(q, k, v):
+        return fast_sdpa(q, k, v, scale=0.3, mask=mask)
+
+    _close(got(q, k, v), ref(q, k, v))
+    w = mx.random.normal(ref(q, k, v).shape, key=mx.random.key(7))
+    g_ref = mx.grad(lambda *a: (ref(*a) * w).sum(), argnums=(0, 1, 2))(q, k, v)
+    g_got = mx.grad(lambda *a: (got(*a) * w).sum(), argnums=(0, 1, 2))(q, k, v)
+    for r, o in zip(g_ref, g_got):
+        _close(o, r, 1e-4)
+
+
+def test_install_swaps_the_model_module_and_keeps_logits_and_gradients(tiny_model_dir, monkeypatch):
+    import sys
+
+    from mlx_lm.models import activations, base
+
+    tiny = load_model(str(tiny_model_dir))  # loading installs the kernels on the CPU backend
+    module = sys.modules[type(tiny.model).__module__]
+    assert module.swiglu is fast_swiglu and module.scaled_dot_product_attention is not base.scaled_dot_product_attention
+    assert install(tiny.model) == []  # already installed: nothing more to swap
+    x = mx.array([[5, 6, 7, 8, 9, 10], [11, 12, 13, 14, 15, 16]])
+
+    def loss(params):
+        tiny.model.update(params)
+        return nn.losses.cross_entropy(tiny.model(x)[:, :-1], x[:, 1:]).mean()
+
+    params = tiny.model.trainable_parameters()
+    fast_logits, fast_grad = tiny.model(x), mx.grad(loss)(params)
+    with monkeypatch.context() as m:  # MLX's own kernels
+        m.setattr(module, "swiglu", activations.swiglu)
+        m.setattr(module, "scaled_dot_product_attention", base.scaled_dot_product_attention)
+        ref_logits, ref_grad = tiny.model(x), mx.grad(loss)(params)
+    _close(fast_logits, ref_logits, 1e-4)
+    from mlx.utils import tree_flatten
+
+    for (name, a), (_, b) in zip(tree_flatten(fast_grad), tree_flatten(ref_grad)):
+        _close(a, b, 1e-4)
