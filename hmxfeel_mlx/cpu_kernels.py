@@ -42,13 +42,16 @@ def fast_softmax(scores: mx.array, axis: int = -1) -> mx.array:
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def _grouped_mask(mask: mx.array, n_kv: int, rep: int) -> mx.array:
-    """A mask broadcastable to (B, H, L, T) reshaped to broadcast against (B, Hkv, rep, L, T)."""
-    if mask.ndim < 4:
-        return mask
-    if mask.shape[1] == 1:
-        return mx.expand_dims(mask, 2)
-    return mask.reshape(mask.shape[0], n_kv, rep, *mask.shape[2:])
+def _grouped_mask(mask: mx.array, n_kv: int, rep: int, L: int, T: int) -> mx.array:
+    """A mask broadcastable to (B, Hq, L, T) laid out as (B, Hkv or 1, rep * L, T), the rows of
+    the grouped scores (query head h = kv head h // rep, as mlx's)."""
+    m = mask.reshape((1,) * (4 - mask.ndim) + mask.shape) if mask.ndim < 4 else mask
+    m = mx.broadcast_to(m, (m.shape[0], m.shape[1], L, T))
+    if m.shape[1] == 1:
+        m = mx.broadcast_to(mx.expand_dims(m, 2), (m.shape[0], 1, rep, L, T))
+    else:
+        m = m.reshape(m.shape[0], n_kv, rep, L, T)
+    return m.reshape(m.shape[0], m.shape[1], rep * L, T)
 
 
 def fast_sdpa(queries, keys, values, scale: float, mask=None) -> mx.array:
@@ -56,25 +59,28 @@ def fast_sdpa(queries, keys, values, scale: float, mask=None) -> mx.array:
 
     queries (B, Hq, L, D), keys/values (B, Hkv, T, D); ``mask`` is None, "causal"
     (aligned to the last L of T keys), a boolean array (True = attend) or an
-    additive array, broadcastable to (B, Hq, L, T).
+    additive array, broadcastable to (B, Hq, L, T). The query heads sharing a kv
+    head are stacked as rows of one product (B * Hkv small GEMMs, not B * Hq GEMVs)
+    and scores are kept in log2 units (``scale * log2 e`` folded into the queries).
     """
     B, n_q, L, D = queries.shape
     n_kv, T = keys.shape[1], keys.shape[2]
     rep = n_q // n_kv
-    q = (queries * scale).reshape(B, n_kv, rep, L, D)
-    scores = q @ mx.expand_dims(keys, 2).swapaxes(-1, -2)  # (B, Hkv, rep, L, T)
+    q = (queries * (scale * LOG2E)).reshape(B, n_kv, rep * L, D)
+    scores = q @ keys.swapaxes(-1, -2)  # (B, Hkv, rep * L, T), log2 units
     if isinstance(mask, str):
         if mask != "causal":
             raise ValueError(f"unsupported attention mask {mask!r}")
         mask = (mx.arange(L)[:, None] + (T - L)) >= mx.arange(T)[None, :]
     if mask is not None:
-        mask = _grouped_mask(mask, n_kv, rep)
+        mask = _grouped_mask(mask, n_kv, rep, L, T)
         if mask.dtype == mx.bool_:
             scores = mx.where(mask, scores, mx.array(mx.finfo(scores.dtype).min, scores.dtype))
         else:
-            scores = scores + mask
-    probs = fast_softmax(scores).astype(values.dtype)
-    out = probs @ mx.expand_dims(values, 2)  # (B, Hkv, rep, L, D)
+            scores = scores + mask * LOG2E
+    scores = scores.astype(mx.float32)
+    e = mx.power(2.0, scores - mx.stop_gradient(mx.max(scores, axis=-1, keepdims=True)))
+    out = (e / e.sum(axis=-1, keepdims=True)).astype(values.dtype) @ values
     return out.reshape(B, n_q, L, D)
 
 

@@ -86,8 +86,17 @@ def _shared_prefix_cache_class():
             return super().update_and_fetch(keys, values)
 
         def filter(self, batch_indices):
-            super().filter(batch_indices)  # left_padding stays 0, so no column shift
+            super().filter(batch_indices)  # left_padding stays 0, so no column shift there
             self.blocked = self.blocked[batch_indices]
+            if self.keys is not None and self._idx:
+                # Columns no remaining row may attend to (left by rows that finished, or padding
+                # to the width of a joined cache) are dropped: attention cost follows the width.
+                first = int(mx.argmax(mx.any(~self.blocked, axis=0)).item())
+                if first:
+                    self.keys = self.keys[..., first:, :]
+                    self.values = self.values[..., first:, :]
+                    self.blocked = self.blocked[:, first:]
+                    self._idx -= first
 
         def _right_aligned(self, width: int) -> tuple[mx.array, mx.array, mx.array]:
             keys, values = self.keys[..., : self._idx, :], self.values[..., : self._idx, :]

@@ -98,7 +98,10 @@ def test_checkpointed_head_chunks_give_the_same_values_and_gradients(policy):
     assert abs(results[0][0].item() - results[1][0].item()) < 1e-4
     assert any(float(mx.abs(g).sum()) > 0 for g in results[0][1].values())
     for k, g in results[0][1].items():
-        assert mx.allclose(g, results[1][1][k], atol=1e-5), k
+        # float32 sums in another order differ by ~3e-7 of the gradient's scale (these reach ~40);
+        # a chunking mistake differs by its whole size
+        scale = max(float(mx.abs(g).max()), 1.0)
+        assert float(mx.abs(g - results[1][1][k]).max()) <= 1e-5 * scale, k
 
 
 @pytest.mark.parametrize("loss_type", ["grpo", "dapo", "bnpo", "dr_grpo"])
