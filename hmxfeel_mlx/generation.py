@@ -72,8 +72,10 @@ def _shared_prefix_cache_class():
             rows = self.blocked.shape[0]
             if self._pending is None:
                 return mx.zeros((rows, n), dtype=mx.bool_)
-            extra = mx.zeros((rows, n - self._pending.shape[1]), dtype=mx.bool_)
-            return mx.concatenate([self._pending, extra], axis=1)
+            have = self._pending.shape[1]
+            if n <= have:  # a prefill chunk inside the padded suffix
+                return self._pending[:, :n]
+            return mx.concatenate([self._pending, mx.zeros((rows, n - have), dtype=mx.bool_)], axis=1)
 
         def make_mask(self, N: int, return_array: bool = False, **kwargs):
             causal = create_causal_mask(N, offset=self._idx)  # (N, idx+N)
@@ -81,8 +83,10 @@ def _shared_prefix_cache_class():
             return causal[None, None] & ~blocked[:, None, None, :]
 
         def update_and_fetch(self, keys, values):
-            self.blocked = mx.concatenate([self.blocked, self._next_blocked(keys.shape[2])], axis=1)
-            self._pending = None
+            n = keys.shape[2]
+            self.blocked = mx.concatenate([self.blocked, self._next_blocked(n)], axis=1)
+            if self._pending is not None:
+                self._pending = self._pending[:, n:] if self._pending.shape[1] > n else None
             return super().update_and_fetch(keys, values)
 
         def filter(self, batch_indices):
@@ -179,7 +183,7 @@ def prefill(model, prompts: list[list[int]], min_shared: int = 16, joinable: boo
     head = make_prompt_cache(model) if shared or joinable else None
     if head is not None and joinable_caches(head):
         if shared:
-            forward_hidden(model, mx.array([prompts[0][:shared]], dtype=mx.int32), head)
+            _fill(model, mx.array([prompts[0][:shared]], dtype=mx.int32), head)
         x, pads = left_pad([p[shared:] for p in prompts])
         cls = _shared_prefix_cache_class()
         if shared:
@@ -189,8 +193,25 @@ def prefill(model, prompts: list[list[int]], min_shared: int = 16, joinable: boo
     else:
         x, pads = left_pad(prompts)
         cache = make_batch_cache(model, pads)
-    logits = output_logits(model, forward_hidden(model, x, cache)[:, -1:, :])[:, -1, :]
+    logits = output_logits(model, _fill(model, x, cache)[:, -1:, :])[:, -1, :]
     return logits, cache
+
+
+PREFILL_TOKENS = 2048  # token positions per forward call during prefill (rows x columns)
+
+
+def _fill(model, x: mx.array, cache: list) -> mx.array:
+    """``forward_hidden`` over (B, L) in column chunks of about ``PREFILL_TOKENS / B``;
+    returns the last chunk's hidden states. Attention's intermediates grow with B x L x T,
+    so long prompts (EQ-Bench's ~500 tokens x 64 rows) run in pieces that stay in cache
+    memory, and each chunk attends only to the columns before it (causal work halved)."""
+    rows, width = x.shape
+    step = max(1, PREFILL_TOKENS // rows)
+    starts = list(range(0, width, step))
+    for s in starts[:-1]:
+        forward_hidden(model, x[:, s : s + step], cache)
+        mx.eval([(c.keys, c.values) for c in cache])
+    return forward_hidden(model, x[:, starts[-1] :], cache)
 
 
 def joinable_caches(caches: list) -> bool:

@@ -140,3 +140,21 @@ def test_models_without_joinable_caches_decode_in_chunks(tiny, monkeypatch):
     monkeypatch.setattr(G, "joinable_caches", lambda caches: False)
     batch = generate_batch(tiny.model, PROMPTS7, 8, {9999}, 0.0, max_batch=3)
     assert batch.tokens == alone and batch.stopped == [False] * 7
+
+
+@pytest.mark.parametrize("min_shared", [1, 10**6])
+@pytest.mark.parametrize("joinable", [True, False])
+def test_chunked_prefill_matches_one_pass(tiny, monkeypatch, min_shared, joinable):
+    """Prefill in column chunks of 2 (padded suffixes span several chunks) gives the same
+    logits and the same next decoding step as one pass."""
+    import hmxfeel_mlx.generation as G
+
+    prompts = [[5, 6, 7, 8, 9, 10, 11], [5, 6, 7, 8, 12], [5, 6, 7, 8, 9, 13, 14, 15, 16, 17, 18]]
+    whole, c1 = prefill(tiny.model, prompts, min_shared=min_shared, joinable=joinable)
+    monkeypatch.setattr(G, "PREFILL_TOKENS", 6)  # 3 rows -> 2 columns per forward call
+    chunked, c2 = prefill(tiny.model, prompts, min_shared=min_shared, joinable=joinable)
+    assert mx.allclose(whole, chunked, atol=1e-4)
+    step = mx.array([[3], [4], [5]])
+    assert mx.allclose(tiny.model(step, cache=c1), tiny.model(step, cache=c2), atol=1e-4)
+    for i, p in enumerate(prompts):
+        assert mx.allclose(chunked[i], tiny.model(mx.array([p]))[0, -1], atol=1e-4), i
