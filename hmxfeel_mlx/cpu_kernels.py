@@ -34,12 +34,17 @@ def fast_swiglu(gate: mx.array, x: mx.array) -> mx.array:
     return gate * x / (1.0 + mx.power(2.0, mx.minimum(-LOG2E * gate, _EXP2_MAX)))
 
 
-def fast_softmax(scores: mx.array, axis: int = -1) -> mx.array:
-    """Softmax along ``axis`` in float32 through power(2, .); the max shift keeps it stable."""
+def softmax_log2(scores: mx.array, axis: int = -1) -> mx.array:
+    """Softmax of scores given in log2 units (2**s normalised), in float32 through
+    power(2, .); the max shift keeps it stable."""
     scores = scores.astype(mx.float32)
-    top = mx.stop_gradient(mx.max(scores, axis=axis, keepdims=True))
-    e = mx.power(2.0, (scores - top) * LOG2E)
+    e = mx.power(2.0, scores - mx.stop_gradient(mx.max(scores, axis=axis, keepdims=True)))
     return e / e.sum(axis=axis, keepdims=True)
+
+
+def fast_softmax(scores: mx.array, axis: int = -1) -> mx.array:
+    """``mx.softmax`` (natural-log scores) through ``softmax_log2``."""
+    return softmax_log2(scores * LOG2E, axis)
 
 
 def _grouped_mask(mask: mx.array, n_kv: int, rep: int, L: int, T: int) -> mx.array:
@@ -78,9 +83,7 @@ def fast_sdpa(queries, keys, values, scale: float, mask=None) -> mx.array:
             scores = mx.where(mask, scores, mx.array(mx.finfo(scores.dtype).min, scores.dtype))
         else:
             scores = scores + mask * LOG2E
-    scores = scores.astype(mx.float32)
-    e = mx.power(2.0, scores - mx.stop_gradient(mx.max(scores, axis=-1, keepdims=True)))
-    out = (e / e.sum(axis=-1, keepdims=True)).astype(values.dtype) @ values
+    out = softmax_log2(scores).astype(values.dtype) @ values
     return out.reshape(B, n_q, L, D)
 
 
