@@ -19,8 +19,9 @@ originals to float32 rounding; tests check both.
 from __future__ import annotations
 
 import math
+import os
 import sys
-from functools import partial
+from functools import lru_cache, partial
 
 import mlx.core as mx
 
@@ -59,6 +60,21 @@ def _grouped_mask(mask: mx.array, n_kv: int, rep: int, L: int, T: int) -> mx.arr
     return m.reshape(m.shape[0], m.shape[1], rep * L, T)
 
 
+PARALLEL_MIN_SCORES = 1 << 16  # attention smaller than this many scores runs on one stream
+
+
+@lru_cache(maxsize=1)
+def _row_streams() -> tuple:
+    """One CPU stream per core (at most 8). MLX's CPU backend runs each stream's
+    operations on one thread; only BLAS spreads over the cores on its own."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        cores = os.cpu_count() or 1
+    n = min(cores, 8)
+    return tuple(mx.new_stream(mx.cpu) for _ in range(n)) if n > 1 else ()
+
+
 def fast_sdpa(queries, keys, values, scale: float, mask=None) -> mx.array:
     """Scaled dot-product attention with grouped-query heads, as ``mx.fast``'s.
 
@@ -67,7 +83,27 @@ def fast_sdpa(queries, keys, values, scale: float, mask=None) -> mx.array:
     additive array, broadcastable to (B, Hq, L, T). The query heads sharing a kv
     head are stacked as rows of one product (B * Hkv small GEMMs, not B * Hq GEMVs)
     and scores are kept in log2 units (``scale * log2 e`` folded into the queries).
+
+    Attention is many small products and a softmax, which the CPU backend runs on
+    one thread; a large enough batch is split into row groups, one per core, each
+    on its own CPU stream (rows are independent, so results are the same).
     """
+    B, n_q, L, T = queries.shape[0], queries.shape[1], queries.shape[2], keys.shape[2]
+    streams = _row_streams()
+    if not streams or B < 2 or B * n_q * L * T < PARALLEL_MIN_SCORES:
+        return _sdpa(queries, keys, values, scale, mask)
+    bounds = [B * i // min(len(streams), B) for i in range(min(len(streams), B) + 1)]
+    parts = []
+    for stream, lo, hi in zip(streams, bounds, bounds[1:]):
+        m = mask
+        if isinstance(m, mx.array) and m.ndim == 4 and m.shape[0] == B:
+            m = m[lo:hi]
+        with mx.stream(stream):
+            parts.append(_sdpa(queries[lo:hi], keys[lo:hi], values[lo:hi], scale, m))
+    return mx.concatenate(parts, axis=0)
+
+
+def _sdpa(queries, keys, values, scale: float, mask=None) -> mx.array:
     B, n_q, L, D = queries.shape
     n_kv, T = keys.shape[1], keys.shape[2]
     rep = n_q // n_kv

@@ -214,6 +214,24 @@ def _fill(model, x: mx.array, cache: list) -> mx.array:
     return forward_hidden(model, x[:, starts[-1] :], cache)
 
 
+def repetition_loop(tokens: list[int], max_period: int = 64, min_repeats: int = 3, min_tokens: int = 48) -> bool:
+    """Whether ``tokens`` end in a loop: one block of at most ``max_period`` tokens
+    repeated at least ``min_repeats`` times in a row, the repeats together at least
+    ``min_tokens`` long ("Annoyed: 10\\nAnnoyed: 10\\n..."). Greedy decoding that
+    reaches such a tail almost always repeats it to the token limit."""
+    n = len(tokens)
+    if n < min_tokens:
+        return False
+    tail = np.asarray(tokens[-min(n, max(max_period * min_repeats, min_tokens + max_period)) :])
+    for p in range(1, min(max_period, n // min_repeats) + 1):
+        span = max(p * min_repeats, min_tokens)
+        if span > len(tail) or tail[-1] != tail[-1 - p]:
+            continue
+        if np.array_equal(tail[-span + p :], tail[-span : len(tail) - p]):
+            return True
+    return False
+
+
 def joinable_caches(caches: list) -> bool:
     """Whether a model's prompt caches are all plain ``KVCache`` (not rotating or quantized):
     only those can be shared across rows and joined into a running batch."""

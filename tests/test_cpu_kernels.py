@@ -7,6 +7,7 @@ import mlx.nn as nn
 import numpy as np
 import pytest
 
+from hmxfeel_mlx import cpu_kernels
 from hmxfeel_mlx.cpu_kernels import fast_sdpa, fast_softmax, fast_swiglu, install
 from hmxfeel_mlx.loading import load_model
 
@@ -39,18 +40,33 @@ def _inputs(B=2, Hq=6, Hkv=2, L=5, T=9, D=8):
 
 def _masks(B, Hq, L, T):
     causal = (mx.arange(L)[:, None] + (T - L)) >= mx.arange(T)[None, :]
-    padded = mx.broadcast_to(causal, (B, 1, L, T)) & (mx.arange(T) >= mx.array([0, 3])[:, None])[:, None, None, :]
+    pads = mx.array([0, 3, 1][:B])
+    padded = mx.broadcast_to(causal, (B, 1, L, T)) & (mx.arange(T) >= pads[:, None])[:, None, None, :]
     odd_heads_late_keys = (mx.arange(Hq) % 2 == 0)[None, :, None, None] | (mx.arange(T) >= 4)  # heads differ
     per_head = mx.broadcast_to(causal, (B, Hq, L, T)) & odd_heads_late_keys
     additive = mx.where(padded, 0.0, -1e9)
     return {"none": None, "causal": "causal", "bool": padded, "per_head": per_head, "additive": additive}
 
 
+@pytest.fixture(params=["one stream", "rows split over streams"])
+def row_split(request, monkeypatch):
+    """Run attention on one stream, or force the split into row groups on separate CPU streams
+    (3 streams for 2-3 rows: uneven groups, and more streams than some batches have rows)."""
+    if request.param == "one stream":
+        monkeypatch.setattr(cpu_kernels, "_row_streams", lambda: ())
+    else:
+        streams = tuple(mx.new_stream(mx.cpu) for _ in range(3))
+        monkeypatch.setattr(cpu_kernels, "_row_streams", lambda: streams)
+        monkeypatch.setattr(cpu_kernels, "PARALLEL_MIN_SCORES", 0)
+    return request.param
+
+
+@pytest.mark.parametrize("B", [2, 3])
 @pytest.mark.parametrize("L", [1, 5])
 @pytest.mark.parametrize("mask_kind", ["none", "causal", "bool", "per_head", "additive"])
-def test_attention_matches_mlx_fast_values_and_gradients(L, mask_kind):
-    q, k, v = _inputs(L=L)
-    mask = _masks(2, 6, L, 9)[mask_kind]
+def test_attention_matches_mlx_fast_values_and_gradients(L, mask_kind, B, row_split):
+    q, k, v = _inputs(B=B, L=L)
+    mask = _masks(B, 6, L, 9)[mask_kind]
 
     def ref(q, k, v):
         return mx.fast.scaled_dot_product_attention(q, k, v, scale=0.3, mask=mask)

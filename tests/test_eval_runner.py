@@ -27,7 +27,7 @@ FIELDS = {
                             "initial_correct", "final_correct", "correct_index"},
     "halueval": {"prompt", "output", "extracted", "reference", "correct"},
     "gsm8k": {"prompt", "output", "extracted", "reference", "correct"},
-    "eqbench": {"prompt", "output", "parsed", "reference", "score_x10"},
+    "eqbench": {"prompt", "output", "parsed", "reference", "score_x10", "stopped", "loop"},
     "selfaware": {"prompt", "output", "predicted_unanswerable", "answerable", "correct"},
 }
 MC_FIELDS = {"prompt", "choices", "option_logprob_sum", "option_tokens", "option_scores", "pred", "correct_index",
@@ -185,3 +185,23 @@ def test_embedded_mmlu_three_items(embedded):
         assert len(r["option_logprob_sum"]) == 4 and all(math.isfinite(s) and s < 0 for s in r["option_logprob_sum"])
         assert all(n >= 1 for n in r["option_tokens"]) and r["pred"] in range(4)
     assert 0 <= res.metrics["accuracy"] <= 1
+
+
+def test_loop_stop_cuts_a_reply_at_the_first_repeating_tail(tiny_ctx):
+    """With ``loop_stop`` a reply ends at the first token where ``repetition_loop`` holds and
+    says so (``loop``); without it the same greedy reply runs on; others are unchanged."""
+    from hmxfeel_mlx.evals.axes import generate_replies, user_prompt
+    from hmxfeel_mlx.generation import generate_batch, repetition_loop
+
+    tok = tiny_ctx.tokenizer
+    prompts = [user_prompt(tok, q) for q in ("How do you feel?", "Name a colour.", "2 + 2 = ?", "Why is the sky blue?")]
+    free = generate_batch(tiny_ctx.model, [list(tok.encode(p, add_special_tokens=False)) for p in prompts], 160,
+                          tok.eos_token_ids, 0.0).tokens
+    cuts = [next((k for k in range(1, len(t) + 1) if repetition_loop(t[:k])), None) for t in free]
+    assert any(c is not None and c < 160 for c in cuts)  # the tiny random model loops
+    plain = generate_replies(tiny_ctx, prompts, 160)
+    looped = generate_replies(tiny_ctx, prompts, 160, loop_stop=True)
+    for t, cut, p, o in zip(free, cuts, plain, looped):
+        assert p["tokens"] == len(t) and not p["loop"] and not p["stopped"]
+        assert o["tokens"] == (cut or len(t)) and o["loop"] == o["stopped"] == (cut is not None)
+        assert p["text"].startswith(o["text"])

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from hmxfeel_mlx.generation import (
-    forward_hidden, generate_batch, left_pad, output_logits, prefill, sample_tokens, shared_prefix_len,
+    forward_hidden, generate_batch, left_pad, output_logits, prefill, repetition_loop, sample_tokens,
+    shared_prefix_len,
 )
 from hmxfeel_mlx.loading import load_model
 
@@ -131,6 +132,21 @@ def test_stop_rule_ends_a_row_where_it_says(tiny):
         cut = next((k + 1 for k in range(3, len(toks)) if toks[k] % 2 == 0), None)
         assert batch.tokens[i] == (toks[:cut] if cut else toks), i
         assert batch.stopped[i] == (cut is not None) and not batch.finished[i]
+
+
+def test_repetition_loop_needs_enough_repeats_of_one_block():
+    block = [7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22]  # 16 tokens
+    intro = list(range(100, 140))
+    assert repetition_loop(intro + block * 3)  # 3 repeats, 48 tokens
+    assert not repetition_loop(intro + block * 2 + block[:15])  # one token short of the third repeat
+    assert not repetition_loop(intro + block * 3 + [99])  # the reply left the loop
+    assert repetition_loop(intro + block * 3 + block[:5])  # a loop need not end at its block's end
+    assert not repetition_loop([5] * 47) and repetition_loop([5] * 48)  # period 1: 48 tokens at least
+    assert not repetition_loop(list(range(1000)))
+    big = list(range(200, 264))  # 64 tokens, the longest block
+    assert repetition_loop(intro + big * 3) and not repetition_loop(list(range(300, 365)) * 3)  # 65 tokens: too long
+    assert not repetition_loop(intro + [1, 2] * 23) and repetition_loop(intro + [1, 2] * 24)  # short blocks: 48 tokens
+    assert repetition_loop(intro + block * 3, min_repeats=4) is False
 
 
 def test_models_without_joinable_caches_decode_in_chunks(tiny, monkeypatch):

@@ -169,30 +169,35 @@ def score_mc(ctx: EvalContext, items: Sequence[MCItem], normalisation: str) -> t
 
 # ---------------------------------------------------------------- generation
 def generate_replies(ctx: EvalContext, prompts: Sequence[str], max_tokens: int,
-                     stop_text: Callable[[str], bool] | None = None) -> list[dict]:
-    """Greedy replies to rendered prompts, batched; each {text, tokens, finished, stopped}.
+                     stop_text: Callable[[str], bool] | None = None, loop_stop: bool = False) -> list[dict]:
+    """Greedy replies to rendered prompts, batched; each {text, tokens, finished, stopped, loop}.
 
     Rows are generated shortest prompt first and the batch is kept full as rows finish
     (``generate_batch``'s continuous batching); replies come back in input order (padding
     is masked, so batching changes results only by float rounding). ``stop_text(reply)``
-    ends a reply early when its answer is complete (``stopped``).
+    ends a reply early when its answer is complete (``stopped``); ``loop_stop`` also ends
+    one caught in a repetition loop (``generation.repetition_loop``; ``stopped`` and ``loop``).
     """
-    from ..generation import generate_batch
+    from ..generation import generate_batch, repetition_loop
 
     tok = ctx.tokenizer
     ids = [list(tok.encode(p, add_special_tokens=False)) for p in prompts]
     if not ids:
         return []
-    stop = None if stop_text is None else (lambda toks: stop_text(tok.decode(toks)))
+    def stop(toks: list[int]) -> bool:
+        return (stop_text is not None and stop_text(tok.decode(toks))) or (loop_stop and repetition_loop(toks))
+
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     gen = generate_batch(ctx.model, [ids[i] for i in order], max_tokens, tok.eos_token_ids, 0.0,
-                         max_batch=ctx.batch_size, stop=stop)
+                         max_batch=ctx.batch_size, stop=stop if stop_text is not None or loop_stop else None)
     eos = set(tok.eos_token_ids)
     out: list[dict] = [{}] * len(ids)
     for j, i in enumerate(order):
         toks = gen.tokens[j]
-        out[i] = {"text": tok.decode([t for t in toks if t not in eos]), "tokens": len(toks),
-                  "finished": bool(gen.finished[j]), "stopped": bool(gen.stopped[j])}
+        text = tok.decode([t for t in toks if t not in eos])
+        loop = bool(gen.stopped[j]) and loop_stop and not (stop_text is not None and stop_text(text))
+        out[i] = {"text": text, "tokens": len(toks), "finished": bool(gen.finished[j]),
+                  "stopped": bool(gen.stopped[j]), "loop": loop}
     return out
 
 

@@ -31,7 +31,9 @@ GSM8K_INSTRUCTION = "Solve the problem step by step. Give the final answer on th
 # When a reply's answer is complete and generation stops (recorded in every result's settings).
 GEN_STOPS = {"halueval": "once the reply starts with Yes/No and the word has ended (the extracted answer is then fixed)",
              "gsm8k": "after the line '#### <number>' (the answer line the prompt asks for)",
-             "eqbench": "at '[End of answer]' (the format's end; nothing after it is parsed)"}
+             "eqbench": "at '[End of answer]' (the format's end; nothing after it is parsed), or once the reply"
+                        " repeats one block of <= 64 tokens 3 times and >= 48 tokens in a row (a greedy loop: the parser"
+                        " reads the last value per emotion, which repeating the block does not change)"}
 
 
 def _settings(axis: str, extra: str = "") -> dict:
@@ -212,23 +214,25 @@ GSM8K = Axis(
 def _run_eqbench(ctx: EvalContext, items: list) -> AxisResult:
     start = time.perf_counter()
     outs = generate_replies(ctx, [user_prompt(ctx.tokenizer, it.prompt) for it in items], GEN_TOKENS["eqbench"],
-                            M.eqbench_answer_ended)
+                            M.eqbench_answer_ended, loop_stop=True)
     parsed = [M.parse_eqbench_answer(o["text"], it.meta["emotions"]) for it, o in zip(items, outs)]
     res = M.eqbench_v2_score(parsed, [it.meta["reference_fullscale"] for it in items])
     records = []
     for it, o, p, q in zip(items, outs, parsed, res["per_question"]):
         records.append({"id": it.id, "prompt": it.prompt, "output": o["text"], "finished": o["finished"],
-                        "stopped": o["stopped"], "parsed": p, "reference": it.meta["reference_fullscale"],
+                        "stopped": o["stopped"], "loop": o["loop"], "parsed": p, "reference": it.meta["reference_fullscale"],
                         "score_x10": None if q is None else 10 * q, "parsed_ok": float(q is not None)})
     metrics = {"score": res["score"], "parse_rate": res["parse_rate"], "parse_failures": float(res["n"] -
-               res["n_parsed"]), "n": float(res["n"])}
+               res["n_parsed"]), "loop_rate": float(np.mean([o["loop"] for o in outs])) if outs else float("nan"),
+               "n": float(res["n"])}
     return AxisResult("eqbench", metrics, records, time.perf_counter() - start, EQBENCH.specs, EQBENCH.settings)
 
 
 EQBENCH = Axis(
     "eqbench", "EQ-Bench v2 score (0-100; unparseable answers skipped and counted)",
     lambda d, limit, seed, cfg: D.load_eqbench(d, limit), _run_eqbench, folder_files("eqbench"), "eqbench",
-    {"score": MetricSpec(True, True, "score_x10"), "parse_rate": MetricSpec(True, False, "parsed_ok")},
+    {"score": MetricSpec(True, True, "score_x10"), "parse_rate": MetricSpec(True, False, "parsed_ok"),
+     "loop_rate": MetricSpec(False, False, "loop")},
     _settings("eqbench", "; the EQ-Bench v2 prompt verbatim; the 'Revised scores' section is scored"),
 )
 
