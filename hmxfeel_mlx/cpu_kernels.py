@@ -63,10 +63,17 @@ def _grouped_mask(mask: mx.array, n_kv: int, rep: int, L: int, T: int) -> mx.arr
 PARALLEL_MIN_SCORES = 1 << 16  # attention smaller than this many scores runs on one stream
 
 
+def cpu_streams() -> tuple:
+    """One CPU stream per core (at most 8) when MLX computes on the CPU, else none.
+    MLX's CPU backend runs each stream's operations on one thread; only BLAS spreads
+    over the cores on its own, so independent work on separate streams runs in parallel."""
+    if mx.default_device() != mx.cpu:
+        return ()
+    return _new_cpu_streams()
+
+
 @lru_cache(maxsize=1)
-def _row_streams() -> tuple:
-    """One CPU stream per core (at most 8). MLX's CPU backend runs each stream's
-    operations on one thread; only BLAS spreads over the cores on its own."""
+def _new_cpu_streams() -> tuple:
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS
@@ -89,7 +96,7 @@ def fast_sdpa(queries, keys, values, scale: float, mask=None) -> mx.array:
     on its own CPU stream (rows are independent, so results are the same).
     """
     B, n_q, L, T = queries.shape[0], queries.shape[1], queries.shape[2], keys.shape[2]
-    streams = _row_streams()
+    streams = cpu_streams()
     if not streams or B < 2 or B * n_q * L * T < PARALLEL_MIN_SCORES:
         return _sdpa(queries, keys, values, scale, mask)
     bounds = [B * i // min(len(streams), B) for i in range(min(len(streams), B) + 1)]

@@ -53,10 +53,10 @@ def row_split(request, monkeypatch):
     """Run attention on one stream, or force the split into row groups on separate CPU streams
     (3 streams for 2-3 rows: uneven groups, and more streams than some batches have rows)."""
     if request.param == "one stream":
-        monkeypatch.setattr(cpu_kernels, "_row_streams", lambda: ())
+        monkeypatch.setattr(cpu_kernels, "cpu_streams", lambda: ())
     else:
         streams = tuple(mx.new_stream(mx.cpu) for _ in range(3))
-        monkeypatch.setattr(cpu_kernels, "_row_streams", lambda: streams)
+        monkeypatch.setattr(cpu_kernels, "cpu_streams", lambda: streams)
         monkeypatch.setattr(cpu_kernels, "PARALLEL_MIN_SCORES", 0)
     return request.param
 
