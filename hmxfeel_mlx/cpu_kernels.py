@@ -99,7 +99,8 @@ def fast_sdpa(queries, keys, values, scale: float, mask=None) -> mx.array:
     streams = cpu_streams()
     if not streams or B < 2 or B * n_q * L * T < PARALLEL_MIN_SCORES:
         return _sdpa(queries, keys, values, scale, mask)
-    bounds = [B * i // min(len(streams), B) for i in range(min(len(streams), B) + 1)]
+    k = min(len(streams), B)
+    bounds = [B * i // k for i in range(k + 1)]
     parts = []
     for stream, lo, hi in zip(streams, bounds, bounds[1:]):
         m = mask

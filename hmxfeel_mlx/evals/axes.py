@@ -184,6 +184,7 @@ def generate_replies(ctx: EvalContext, prompts: Sequence[str], max_tokens: int,
     ids = [list(tok.encode(p, add_special_tokens=False)) for p in prompts]
     if not ids:
         return []
+
     def stop(toks: list[int]) -> bool:
         return (stop_text is not None and stop_text(tok.decode(toks))) or (loop_stop and repetition_loop(toks))
 

@@ -220,7 +220,8 @@ def _run_eqbench(ctx: EvalContext, items: list) -> AxisResult:
     records = []
     for it, o, p, q in zip(items, outs, parsed, res["per_question"]):
         records.append({"id": it.id, "prompt": it.prompt, "output": o["text"], "finished": o["finished"],
-                        "stopped": o["stopped"], "loop": o["loop"], "parsed": p, "reference": it.meta["reference_fullscale"],
+                        "stopped": o["stopped"], "loop": o["loop"], "parsed": p,
+                        "reference": it.meta["reference_fullscale"],
                         "score_x10": None if q is None else 10 * q, "parsed_ok": float(q is not None)})
     metrics = {"score": res["score"], "parse_rate": res["parse_rate"], "parse_failures": float(res["n"] -
                res["n_parsed"]), "loop_rate": float(np.mean([o["loop"] for o in outs])) if outs else float("nan"),
