@@ -222,7 +222,7 @@ def repetition_loop(tokens: list[int], max_period: int = 64, min_repeats: int = 
     n = len(tokens)
     if n < min_tokens:
         return False
-    tail = np.asarray(tokens[-min(n, max(max_period * min_repeats, min_tokens + max_period)) :])
+    tail = np.asarray(tokens[-max(max_period * min_repeats, min_tokens) :])  # the longest span checked
     for p in range(1, min(max_period, n // min_repeats) + 1):
         span = max(p * min_repeats, min_tokens)
         if span > len(tail) or tail[-1] != tail[-1 - p]:
