@@ -19,6 +19,8 @@ from typing import Callable
 import mlx.core as mx
 import numpy as np
 
+from .cpu_kernels import inference
+
 
 @dataclass
 class Generation:
@@ -68,6 +70,31 @@ def _shared_prefix_cache_class():
             pad_width = max(suffix_pads)
             self._pending = mx.arange(pad_width)[None, :] < pads[:, None] if pad_width else None
 
+        @classmethod
+        def joined(cls, prefixes: list[tuple[mx.array, mx.array]], rows: list[int], suffix_pads: list[int],
+                   room: int = 0) -> "SharedPrefixCache":
+            """Rows over several prefixes in one cache: prefix ``i`` (keys and values of shape
+            (1, H, length, D)) serves the next ``rows[i]`` rows. Prefixes are right-aligned to
+            the longest, the columns left of a shorter one masked out; each row's rotary
+            positions continue its own prefix. ``room`` columns are allocated for the suffix to
+            come, so writing it copies nothing."""
+            width = max(k.shape[2] for k, _ in prefixes)
+            lengths = [k.shape[2] for k, _ in prefixes]
+
+            def stack(arrays: list[mx.array]) -> mx.array:
+                pad = lambda a: mx.pad(a, [(0, 0), (0, 0), (width - a.shape[2], room), (0, 0)])  # noqa: E731
+                return mx.concatenate([pad(a) for a in arrays], axis=0)
+
+            owner = mx.array([i for i, n in enumerate(rows) for _ in range(n)], dtype=mx.int32)
+            cache = cls(None, None, suffix_pads)
+            cache.keys = stack([k for k, _ in prefixes])[owner]
+            cache.values = stack([v for _, v in prefixes])[owner]
+            own = mx.array(lengths)[owner]
+            cache.blocked = mx.arange(width)[None, :] < (width - own)[:, None]
+            cache.offset = own - mx.array(suffix_pads)
+            cache._idx = width
+            return cache
+
         def _next_blocked(self, n: int) -> mx.array:
             rows = self.blocked.shape[0]
             if self._pending is None:
@@ -112,16 +139,26 @@ def _shared_prefix_cache_class():
                 blocked = mx.concatenate([mx.ones((blocked.shape[0], extra), dtype=mx.bool_), blocked], axis=1)
             return keys, values, blocked
 
-        def extend(self, other: "SharedPrefixCache") -> None:
-            """Append ``other``'s rows (in place): both are right-aligned to the wider one,
-            the new left columns masked out; each row keeps its own rotary offset."""
-            width = max(self._idx, other._idx)
-            (k1, v1, b1), (k2, v2, b2) = self._right_aligned(width), other._right_aligned(width)
-            self.keys = mx.concatenate([k1, k2], axis=0)
-            self.values = mx.concatenate([v1, v2], axis=0)
-            self.blocked = mx.concatenate([b1, b2], axis=0)
-            self.offset = mx.concatenate([self.offset, other.offset])
-            self.left_padding = mx.concatenate([self.left_padding, other.left_padding])
+        def extend(self, *others: "SharedPrefixCache") -> None:
+            """Append the rows of ``others`` (in place, one copy): all are right-aligned to the
+            widest, the new left columns masked out; each row keeps its own rotary offset.
+            Caches whose padded suffixes are still pending must all be fed the same suffix
+            columns next (their pads are counted from its first column)."""
+            parts = [self, *others]
+            rows = [c.blocked.shape[0] for c in parts]
+            width = max(c._idx for c in parts)
+            aligned = [c._right_aligned(width) for c in parts]
+            self.keys = mx.concatenate([k for k, _, _ in aligned], axis=0)
+            self.values = mx.concatenate([v for _, v, _ in aligned], axis=0)
+            self.blocked = mx.concatenate([b for _, _, b in aligned], axis=0)
+            self.offset = mx.concatenate([c.offset for c in parts])
+            self.left_padding = mx.concatenate([c.left_padding for c in parts])
+            pending = [c._pending for c in parts]
+            if any(p is not None for p in pending):
+                cols = max(p.shape[1] for p in pending if p is not None)
+                self._pending = mx.concatenate([
+                    mx.zeros((n, cols), dtype=mx.bool_) if p is None
+                    else mx.pad(p, [(0, 0), (0, cols - p.shape[1])]) for n, p in zip(rows, pending)], axis=0)
             self._idx = width
 
     return SharedPrefixCache
@@ -167,6 +204,7 @@ def shared_prefix_len(prompts: list[list[int]]) -> int:
     return max(n, 0)
 
 
+@inference()
 def prefill(model, prompts: list[list[int]], min_shared: int = 16, joinable: bool = False) -> tuple[mx.array, list]:
     """Run the prompts once; return the last-position logits (B, V) and the cache.
 
@@ -247,6 +285,7 @@ def _log_softmax(logits: mx.array, temperature: float) -> mx.array:
     return logits - mx.logsumexp(logits, axis=-1, keepdims=True)
 
 
+@inference()
 def generate_batch(
     model,
     prompts: list[list[int]],
@@ -367,6 +406,7 @@ def sample_tokens(logits: mx.array, temperature: float, rng: np.random.Generator
     return tok.tolist(), lp.tolist()
 
 
+@inference()
 def next_token_logprobs(model, prompts: list[list[int]], max_batch: int | None = None) -> mx.array:
     """log p(next token | prompt) for each prompt, (B, V) float32, one prefill."""
     if max_batch and len(prompts) > max_batch:

@@ -126,3 +126,25 @@ def embedded():
     from hmxfeel_mlx.loading import load_model
 
     return load_model("smollm2-135m")
+
+
+@pytest.fixture(params=["mlx kernels", "host kernels"])
+def host_kernels(request, monkeypatch):
+    """Inference with the host softmax/SwiGLU of ``cpu_kernels`` off, or forced on at every
+    size; forced on, the test also fails unless both host paths actually ran."""
+    from hmxfeel_mlx import cpu_kernels
+
+    on = request.param == "host kernels"
+    monkeypatch.setattr(cpu_kernels, "HOST_MIN_ELEMENTS", 0 if on else 1 << 62)
+    calls = {"_sdpa_host": 0, "_swiglu_host": 0}
+    for name in calls:
+        real = getattr(cpu_kernels, name)
+
+        def counted(*args, _real=real, _name=name, **kwargs):
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(cpu_kernels, name, counted)
+    yield request.param
+    if on:
+        assert all(calls.values()), f"a host kernel never ran: {calls}"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hmxfeel_mlx import cpu_kernels
-from hmxfeel_mlx.cpu_kernels import fast_sdpa, fast_softmax, fast_swiglu, install
+from hmxfeel_mlx.cpu_kernels import fast_sdpa, fast_softmax, fast_swiglu, inference, install
 from hmxfeel_mlx.loading import load_model
 
 
@@ -82,6 +82,60 @@ def test_attention_matches_mlx_fast_values_and_gradients(L, mask_kind, B, row_sp
         _close(o, r, 1e-4)
 
 
+@pytest.mark.parametrize("B", [1, 3])
+@pytest.mark.parametrize("mask_kind", ["none", "causal", "bool", "per_head", "additive"])
+def test_host_attention_matches_mlx_fast(B, mask_kind, monkeypatch):
+    monkeypatch.setattr(cpu_kernels, "HOST_MIN_ELEMENTS", 0)
+    ran, real = [], cpu_kernels._sdpa_host
+    monkeypatch.setattr(cpu_kernels, "_sdpa_host", lambda *a, **k: ran.append(1) or real(*a, **k))
+    q, k, v = _inputs(B=B, L=5)
+    mask = _masks(B, 6, 5, 9)[mask_kind]
+    with inference():
+        got = fast_sdpa(q, k, v, scale=0.3, mask=mask)
+    assert ran
+    _close(got, mx.fast.scaled_dot_product_attention(q, k, v, scale=0.3, mask=mask))
+
+
+def test_host_attention_keeps_a_fully_masked_row_finite(monkeypatch):
+    """A query row that may attend to nothing (a padding position) must not turn into NaN:
+    its garbage would reach other rows through 0 * NaN in the value product."""
+    monkeypatch.setattr(cpu_kernels, "HOST_MIN_ELEMENTS", 0)
+    q, k, v = _inputs(B=2, L=5)
+    mask = mx.broadcast_to(_masks(2, 6, 5, 9)["bool"], (2, 1, 5, 9))
+    mask = mx.concatenate([mx.zeros((2, 1, 1, 9), dtype=mx.bool_), mask[:, :, 1:]], axis=2)  # row 0: nothing
+    with inference():
+        got = fast_sdpa(q, k, v, scale=0.3, mask=mask)
+    assert np.isfinite(np.array(got)).all()
+    _close(got[:, :, 1:], mx.fast.scaled_dot_product_attention(q, k, v, scale=0.3, mask=mask)[:, :, 1:])
+
+
+def test_host_swiglu_matches_silu_including_extremes_without_warnings(monkeypatch):
+    import warnings
+
+    monkeypatch.setattr(cpu_kernels, "HOST_MIN_ELEMENTS", 0)
+    ran, real = [], cpu_kernels._swiglu_host
+    monkeypatch.setattr(cpu_kernels, "_swiglu_host", lambda *a: ran.append(1) or real(*a))
+    g = mx.array([-200.0, -90.0, -20.0, -1.5, 0.0, 0.3, 4.0, 50.0, 200.0] * 4).reshape(4, 9)
+    x = mx.broadcast_to(mx.linspace(-2, 2, 9), (4, 9))
+    with inference(), warnings.catch_warnings():
+        warnings.simplefilter("error")  # exp(-g) overflows for g < -88; that is silu's limit, not an error
+        got = cpu_kernels.swiglu(g, x)
+    assert ran
+    _close(got, nn.silu(g) * x)
+
+
+def test_host_kernels_stay_out_of_gradients(monkeypatch):
+    """Outside ``inference()`` nothing runs on the host, whatever the size: gradients flow."""
+    monkeypatch.setattr(cpu_kernels, "HOST_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(cpu_kernels, "_sdpa_host", lambda *a, **k: pytest.fail("host attention outside inference()"))
+    monkeypatch.setattr(cpu_kernels, "_swiglu_host", lambda *a, **k: pytest.fail("host SwiGLU outside inference()"))
+    q, k, v = _inputs(B=2, L=5)
+    g = mx.grad(lambda q: (fast_sdpa(q, k, v, scale=0.3, mask="causal") * cpu_kernels.swiglu(q, q)).sum())(q)
+    ref = mx.grad(lambda q: (mx.fast.scaled_dot_product_attention(q, k, v, scale=0.3, mask="causal")
+                             * nn.silu(q) * q).sum())(q)
+    _close(g, ref, 1e-4)
+
+
 def test_install_swaps_the_model_module_and_keeps_logits_and_gradients(tiny_model_dir, monkeypatch):
     import sys
 
@@ -89,7 +143,7 @@ def test_install_swaps_the_model_module_and_keeps_logits_and_gradients(tiny_mode
 
     tiny = load_model(str(tiny_model_dir))  # loading installs the kernels on the CPU backend
     module = sys.modules[type(tiny.model).__module__]
-    assert module.swiglu is fast_swiglu and module.scaled_dot_product_attention is not base.scaled_dot_product_attention
+    assert module.swiglu is cpu_kernels.swiglu and module.scaled_dot_product_attention is not base.scaled_dot_product_attention
     assert install(tiny.model) == []  # already installed: nothing more to swap
     x = mx.array([[5, 6, 7, 8, 9, 10], [11, 12, 13, 14, 15, 16]])
 

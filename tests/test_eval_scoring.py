@@ -52,7 +52,7 @@ def test_boundary_merge_splits_at_common_prefix(tiny):
 
 
 @pytest.mark.parametrize("share_prefix", [True, False])
-def test_option_logprobs_match_full_forward(tiny, share_prefix, monkeypatch):
+def test_option_logprobs_match_full_forward(tiny, share_prefix, monkeypatch, host_kernels):
     from hmxfeel_mlx.evals import scoring
 
     tok, model = tiny.tokenizer, tiny.model
@@ -82,3 +82,31 @@ def test_merged_option_scores_like_its_tokens(tiny):
     pair = encode_pair(tok, ctx, "feel happy")
     assert pair.merged
     assert n == pair.n_tokens and lp == pytest.approx(hand_logprob(model, pair.context_ids, pair.option_ids), abs=1e-4)
+
+
+def test_options_of_many_contexts_share_batches_and_score_as_alone(tiny, monkeypatch, host_kernels):
+    """Contexts of different lengths (and options of different lengths) packed into batches
+    of at most 5 rows, one context split over two batches: every option scores as it does
+    alone, and the batches hold rows of several contexts."""
+    from hmxfeel_mlx.evals import scoring
+
+    tok, model = tiny.tokenizer, tiny.model
+    batches = []
+    real = scoring._shared
+    monkeypatch.setattr(scoring, "_shared", lambda m, packed: (batches.append([len(r) for _, _, r in packed]),
+                                                               real(m, packed)))
+    questions = ["How do you feel?", "The capital of France is Paris. " * 4, "I think", "Score: 0 1 2 3 4 5 6 7 8 9 10."]
+    opts = [["I feel happy.", "Paris"], ["I love music and the world.", "12345", "I hope", "As an AI", "I want",
+                                         "love"], ["I love music."], ["7", "I think, I want, I hope, I love music."]]
+    contexts, options = [], []
+    for q, o in zip(questions, opts):
+        ctx = render_prompt(tok, [{"role": "user", "content": q}])
+        contexts += [ctx] * len(o)
+        options += o
+    got = option_logprobs(model, tok, contexts, options, batch_rows=5)
+    for (lp, n), ctx, opt in zip(got, contexts, options):
+        pair = encode_pair(tok, ctx, opt)
+        assert n == pair.n_tokens
+        assert lp == pytest.approx(hand_logprob(model, pair.context_ids, pair.option_ids), abs=1e-4)
+    assert sum(map(sum, batches)) == len(options) and max(map(sum, batches)) <= 5
+    assert any(len(b) > 1 for b in batches)  # rows of several contexts in one forward pass

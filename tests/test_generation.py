@@ -34,7 +34,7 @@ def test_head_on_hidden_states_equals_the_model(tiny):
 
 
 @pytest.mark.parametrize("min_shared", [1, 10**6])  # shared-prefix path and plain left-padding path
-def test_prefill_matches_each_prompt_alone(tiny, min_shared):
+def test_prefill_matches_each_prompt_alone(tiny, min_shared, host_kernels):
     prompts = [[5, 6, 7, 8, 9, 10, 11], [5, 6, 7, 8, 12], [5, 6, 7, 8, 9, 13, 14, 15, 16]]
     logits, _ = prefill(tiny.model, prompts, min_shared=min_shared)
     for i, p in enumerate(prompts):
@@ -95,7 +95,7 @@ def _alone(tiny, prompts, n, eos, stop=None):
     return [generate_batch(tiny.model, [p], n, eos, 0.0, stop=stop).tokens[0] for p in prompts]
 
 
-def test_continuous_batching_equals_one_by_one(tiny):
+def test_continuous_batching_equals_one_by_one(tiny, host_kernels):
     """Seven prompts through a 3-row batch: rows finish at different steps (EOS), waiting
     prompts join the running batch, and every reply is what the prompt gives alone."""
     free = _alone(tiny, PROMPTS7, 12, {9999})
@@ -160,7 +160,7 @@ def test_models_without_joinable_caches_decode_in_chunks(tiny, monkeypatch):
 
 @pytest.mark.parametrize("min_shared", [1, 10**6])
 @pytest.mark.parametrize("joinable", [True, False])
-def test_chunked_prefill_matches_one_pass(tiny, monkeypatch, min_shared, joinable):
+def test_chunked_prefill_matches_one_pass(tiny, monkeypatch, min_shared, joinable, host_kernels):
     """Prefill in column chunks of 2 (padded suffixes span several chunks) gives the same
     logits and the same next decoding step as one pass."""
     import hmxfeel_mlx.generation as G

@@ -15,9 +15,10 @@ merged characters. (Splitting at the context's token count instead can leave the
 option empty or cut a token in two.) ``ScoredPair.merged`` records when it happened.
 
 Two computing paths give the same numbers (tested against a full forward):
-- shared prefix (default): the rows of one context (an item's options) compute the
-  context once, batch 1, and the options run as one batch on its KV cache
-  (``generation``'s ``SharedPrefixCache``), so the context is not recomputed per option;
+- shared prefix (default): each context is computed once, batch 1, and the options run
+  on its KV cache (``generation``'s ``SharedPrefixCache``), so the context is not
+  recomputed per option; the options of several contexts (taken in order of context
+  length) share one batch of up to ``batch_rows`` rows, their contexts' caches joined;
 - simple: ``trainer.make_update_batch`` + ``completion_logprobs``, one row per option
   (left-padded contexts), used for models whose caches are not plain ``KVCache``.
 """
@@ -29,6 +30,8 @@ from typing import Sequence
 
 import mlx.core as mx
 import numpy as np
+
+from ..cpu_kernels import inference
 
 
 @dataclass
@@ -126,32 +129,57 @@ def _prefix_cache(model, prefix: list[int]):
     return head
 
 
-def _shared(model, head, last: int, rows: list[ScoredPair]) -> None:
-    """Score ``rows`` (one context) on the context's cache: each suffix row is
-    [last context token] + option[:-1], left-padded between prefix and suffix; the
-    logits at the suffix's real columns predict the option's tokens."""
+def _shared(model, packed: list[tuple[list, int, list[ScoredPair]]]) -> None:
+    """Score rows on their contexts' caches in one batch: ``packed`` holds (context cache,
+    last context token, rows of that context). Each suffix row is [last context token] +
+    option[:-1], padded between prefix and suffix; the contexts' caches are joined
+    (right-aligned, the columns left of a shorter context masked out); the logits at
+    the suffix's real columns predict the option's tokens."""
     from ..generation import _shared_prefix_cache_class, forward_hidden, left_pad, output_logits
 
-    suffixes = [[last] + p.option_ids[:-1] for p in rows]
-    x, pads = left_pad(suffixes)
+    rows = [p for _, _, group in packed for p in group]
+    x, pads = left_pad([[last] + p.option_ids[:-1] for _, last, group in packed for p in group])
     cls = _shared_prefix_cache_class()
-    cache = [cls(c.keys[..., : c.offset, :], c.values[..., : c.offset, :], pads) for c in head]
-    # (n, S, V); the log-softmax is done in numpy, whose exp is several times faster than the CPU backend's
-    logits = np.asarray(output_logits(model, forward_hidden(model, x, cache)).astype(mx.float32))
+    cache = [cls.joined([(c.keys[..., : c.offset, :], c.values[..., : c.offset, :]) for c in layer],
+                        [len(group) for _, _, group in packed], pads, room=x.shape[1])
+             for layer in zip(*(head for head, _, _ in packed))]
+    hidden = forward_hidden(model, x, cache)  # (n, S, D)
+    width = x.shape[1]
+    real = mx.array([i * width + j for i, pad in enumerate(pads) for j in range(pad, width)], dtype=mx.int32)
+    # the head only at real columns, (tokens, V); the log-softmax is done in numpy, whose
+    # exp is several times faster than the CPU backend's
+    logits = np.asarray(output_logits(model, hidden.reshape(-1, hidden.shape[-1])[real]).astype(mx.float32))
     top = logits.max(axis=-1)
-    lse = top + np.log(np.exp(logits - top[..., None]).sum(axis=-1, dtype=np.float64))
-    for i, (p, pad) in enumerate(zip(rows, pads)):
-        picked = logits[i, np.arange(pad, x.shape[1]), p.option_ids].astype(np.float64)
-        p.sum_logprob = float((picked - lse[i, pad:]).sum())
+    lse = top + np.log(np.exp(logits - top[:, None]).sum(axis=-1, dtype=np.float64))
+    start = 0
+    for p in rows:
+        n = p.n_tokens
+        picked = logits[np.arange(start, start + n), p.option_ids].astype(np.float64)
+        p.sum_logprob = float((picked - lse[start : start + n]).sum())
+        start += n
 
 
+PACK_WIDTH = 1.25  # a batch takes contexts up to this many times its shortest (+16 tokens) long
+PACK_PADDING = 1.5  # ... and options whose padded suffixes hold at most this many cells per real token
+
+
+@inference()
 def score_pairs(model, pairs: list[ScoredPair], pad_id: int, batch_rows: int = 32, share_prefix: bool = True) -> None:
-    """Fill ``sum_logprob`` of every pair (in place)."""
+    """Fill ``sum_logprob`` of every pair (in place).
+
+    Shared path: each context is computed once (batch 1); its option rows, and those of
+    the next contexts in order of context length, are packed into batches of up to
+    ``batch_rows`` rows (a context with more rows is split over batches), so short
+    options of many items run as one forward pass. A batch takes only contexts of
+    similar lengths (``PACK_WIDTH``: every row attends over the longest one's columns)
+    and options of similar lengths (``PACK_PADDING``: every row runs the longest one's)."""
     if not share_prefix:
         _simple(model, pairs, pad_id, batch_rows)
         return
     leftovers: list[ScoredPair] = []
-    for group in _groups(pairs):
+    pack: list[tuple[list, int, list[ScoredPair]]] = []
+    shortest = 0
+    for group in sorted(_groups(pairs), key=lambda g: len(pairs[g[0]].context_ids)):
         rows = [pairs[i] for i in group]
         ctx = rows[0].context_ids
         head = _prefix_cache(model, ctx[:-1]) if len(ctx) >= 2 else None
@@ -159,7 +187,18 @@ def score_pairs(model, pairs: list[ScoredPair], pad_id: int, batch_rows: int = 3
             leftovers += rows
             continue
         for s in range(0, len(rows), batch_rows):
-            _shared(model, head, ctx[-1], rows[s : s + batch_rows])
+            chunk = rows[s : s + batch_rows]
+            packed_rows = [r for _, _, group in pack for r in group] + chunk
+            cells = len(packed_rows) * max(r.n_tokens for r in packed_rows)  # suffix columns, padding included
+            if pack and (len(packed_rows) > batch_rows or len(ctx) > PACK_WIDTH * shortest + 16
+                         or cells > PACK_PADDING * sum(r.n_tokens for r in packed_rows)):
+                _shared(model, pack)
+                pack = []
+            if not pack:
+                shortest = len(ctx)
+            pack.append((head, ctx[-1], chunk))
+    if pack:
+        _shared(model, pack)
     if leftovers:
         _simple(model, leftovers, pad_id, batch_rows)
 
