@@ -139,26 +139,16 @@ def _shared_prefix_cache_class():
                 blocked = mx.concatenate([mx.ones((blocked.shape[0], extra), dtype=mx.bool_), blocked], axis=1)
             return keys, values, blocked
 
-        def extend(self, *others: "SharedPrefixCache") -> None:
-            """Append the rows of ``others`` (in place, one copy): all are right-aligned to the
-            widest, the new left columns masked out; each row keeps its own rotary offset.
-            Caches whose padded suffixes are still pending must all be fed the same suffix
-            columns next (their pads are counted from its first column)."""
-            parts = [self, *others]
-            rows = [c.blocked.shape[0] for c in parts]
-            width = max(c._idx for c in parts)
-            aligned = [c._right_aligned(width) for c in parts]
-            self.keys = mx.concatenate([k for k, _, _ in aligned], axis=0)
-            self.values = mx.concatenate([v for _, v, _ in aligned], axis=0)
-            self.blocked = mx.concatenate([b for _, _, b in aligned], axis=0)
-            self.offset = mx.concatenate([c.offset for c in parts])
-            self.left_padding = mx.concatenate([c.left_padding for c in parts])
-            pending = [c._pending for c in parts]
-            if any(p is not None for p in pending):
-                cols = max(p.shape[1] for p in pending if p is not None)
-                self._pending = mx.concatenate([
-                    mx.zeros((n, cols), dtype=mx.bool_) if p is None
-                    else mx.pad(p, [(0, 0), (0, cols - p.shape[1])]) for n, p in zip(rows, pending)], axis=0)
+        def extend(self, other: "SharedPrefixCache") -> None:
+            """Append ``other``'s rows (in place): both are right-aligned to the wider one,
+            the new left columns masked out; each row keeps its own rotary offset."""
+            width = max(self._idx, other._idx)
+            (k1, v1, b1), (k2, v2, b2) = self._right_aligned(width), other._right_aligned(width)
+            self.keys = mx.concatenate([k1, k2], axis=0)
+            self.values = mx.concatenate([v1, v2], axis=0)
+            self.blocked = mx.concatenate([b1, b2], axis=0)
+            self.offset = mx.concatenate([self.offset, other.offset])
+            self.left_padding = mx.concatenate([self.left_padding, other.left_padding])
             self._idx = width
 
     return SharedPrefixCache

@@ -188,7 +188,7 @@ def score_pairs(model, pairs: list[ScoredPair], pad_id: int, batch_rows: int = 3
             continue
         for s in range(0, len(rows), batch_rows):
             chunk = rows[s : s + batch_rows]
-            packed_rows = [r for _, _, group in pack for r in group] + chunk
+            packed_rows = [r for _, _, taken in pack for r in taken] + chunk
             cells = len(packed_rows) * max(r.n_tokens for r in packed_rows)  # suffix columns, padding included
             if pack and (len(packed_rows) > batch_rows or len(ctx) > PACK_WIDTH * shortest + 16
                          or cells > PACK_PADDING * sum(r.n_tokens for r in packed_rows)):
