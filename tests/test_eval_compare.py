@@ -101,6 +101,8 @@ def test_one_seed_each_uses_bootstrap_over_items(tmp_path):
     assert -1 <= lo < 0.5 < hi <= 1 and r.significant == (lo > 0)
     assert r.relative_change == pytest.approx(0.5 / (2 / 6))  # +150%
     assert c.headlines["m"]["n"] == 1 and c.headlines["m"]["share_ok"] == 1.0
+    md = to_markdown(c)
+    assert "| 0.833 (n=1) | 0.333 (n=1) |" in md and "±" not in md  # one seed: no spread shown
 
 
 def test_formats_parse(two_seeds):

@@ -215,7 +215,10 @@ def _num(v: float) -> str:
 
 
 def _mean_std(m: float, s: float, n: int) -> str:
-    return "—" if n == 0 else f"{m:.3f} ± {s:.3f} (n={n})"
+    """Mean ± std over seeds; one seed has no spread to show."""
+    if n == 0:
+        return "—"
+    return f"{m:.3f} (n=1)" if n == 1 else f"{m:.3f} ± {s:.3f} (n={n})"
 
 
 def _test(r: Row) -> str:
