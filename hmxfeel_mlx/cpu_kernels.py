@@ -131,16 +131,29 @@ def _swiglu_host(gate: mx.array, x: mx.array) -> mx.array:
     return mx.array(out).reshape(gate.shape)
 
 
+_last_bias: list = [None, None, None]  # (mask, layout, bias): every layer of a forward gets the same mask
+
+
 def _host_bias(mask, n_kv: int, rep: int, L: int, T: int) -> np.ndarray | None:
     """The mask as an additive float32 array (0 or -1e30 for booleans) laid out to broadcast
-    against grouped scores (B, Hkv, rep, L, T)."""
+    against grouped scores (B, Hkv, rep, L, T); converted once per mask array (arrays are
+    immutable, and a forward pass hands the same one to every layer)."""
     if mask is None:
         return None
+    if isinstance(mask, mx.array):
+        if _last_bias[0] is mask and _last_bias[1] == (n_kv, rep, L, T):
+            return _last_bias[2]
+        _last_bias[:] = [mask, (n_kv, rep, L, T), _bias_array(mask, n_kv, rep, L, T)]
+        return _last_bias[2]
     if isinstance(mask, str):
         if mask != "causal":
             raise ValueError(f"unsupported attention mask {mask!r}")
         keep = (np.arange(L)[:, None] + (T - L)) >= np.arange(T)[None, :]
         return np.where(keep, np.float32(0.0), _NEG).reshape(1, 1, 1, L, T)
+    raise ValueError(f"unsupported attention mask {mask!r}")
+
+
+def _bias_array(mask: mx.array, n_kv: int, rep: int, L: int, T: int) -> np.ndarray:
     m = mask.reshape((1,) * (4 - mask.ndim) + mask.shape) if mask.ndim < 4 else mask
     m = mx.broadcast_to(m, (m.shape[0], m.shape[1], L, T))
     m = mx.where(m, 0.0, -1e30) if m.dtype == mx.bool_ else m
