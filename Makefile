@@ -36,5 +36,8 @@ setup: $(VENV)/.installed openblas
 demo: setup
 	$(VENV)/bin/hmx-mlx train smollm2-135m --steps 4 --eval-every 4
 
+# Real benchmark data for the tests that need it (they are skipped, with the reason, without it).
+HMX_MLX_DATA ?= $(shell [ -d ../shared/data ] && cd ../shared/data && pwd)
+
 test: setup
-	LD_PRELOAD="$$($(FIND_OPENBLAS))" $(PY) -m pytest -q
+	HMX_MLX_DATA="$(HMX_MLX_DATA)" LD_PRELOAD="$$($(FIND_OPENBLAS))" $(PY) -m pytest -q

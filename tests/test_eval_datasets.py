@@ -10,7 +10,9 @@ import pytest
 from hmxfeel_mlx.errors import HmxError
 from hmxfeel_mlx.evals import datasets as D
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from conftest import BENCH_DATA, needs_data
+
+DATA = BENCH_DATA or Path("/nonexistent")  # tests that read it are marked needs_data
 
 
 @pytest.fixture(scope="module")
@@ -18,10 +20,7 @@ def bbq_all():
     return D.load_bbq(DATA / "bbq", context_condition=None)
 
 
-def test_shared_data_dir_matches():
-    assert D.shared_data_dir() == DATA
-
-
+@needs_data
 def test_bbq_full(bbq_all):
     assert len(bbq_all) == 3680 + 1556 + 3080 + 1576 + 1200 + 864
     for it in bbq_all:
@@ -57,6 +56,7 @@ def test_bbq_target_index_tag_variants():
     assert D.bbq_target_index(info(("a", "Muslim"), ("b", "Mormon"), ("?", "unknown")), ["Muslim", "Mormon"]) is None
 
 
+@needs_data
 def test_bbq_limit_balances_categories_and_is_seeded():
     items = D.load_bbq(DATA / "bbq", limit=60, context_condition="disambig")
     assert len(items) == 60 and all(it.meta["context_condition"] == "disambig" for it in items)
@@ -69,6 +69,7 @@ def test_bbq_limit_balances_categories_and_is_seeded():
         D.load_bbq(DATA / "bbq", context_condition="both")
 
 
+@needs_data
 def test_truthfulqa_mc1():
     items = D.load_truthfulqa_mc1(DATA / "truthfulqa")
     assert len(items) == 299 and all(len(it.correct) == 1 and len(it.choices) >= 2 and it.prompt for it in items)
@@ -79,6 +80,7 @@ def test_truthfulqa_mc1():
     assert shuffled == D.load_truthfulqa_mc1(DATA / "truthfulqa", limit=20, shuffle_seed=0)
 
 
+@needs_data
 def test_truthfulqa_mc2():
     items = D.load_truthfulqa_mc2(DATA / "truthfulqa")
     assert len(items) == 813
@@ -105,6 +107,7 @@ def test_truthfulqa_hub_jsonl(tmp_path):
         D.load_truthfulqa_mc1(bad)
 
 
+@needs_data
 def test_mmlu():
     items = D.load_mmlu(DATA / "mmlu")
     assert len(items) == 2850
@@ -122,6 +125,7 @@ def test_mmlu_hub_rows(tmp_path):
     assert (a.correct, a.meta["subject"], b.correct, b.choices) == ([3], "math", [1], ["a", "b", "c", "d"])
 
 
+@needs_data
 def test_gsm8k():
     items = D.load_gsm8k(DATA / "gsm8k")
     assert len(items) == 1319 and items[0].reference == "18"
@@ -129,6 +133,7 @@ def test_gsm8k():
     assert len(D.load_gsm8k(DATA / "gsm8k", limit=3)) == 3
 
 
+@needs_data
 def test_selfaware_balanced():
     items = D.load_selfaware(DATA / "selfaware")
     assert len(items) == 3369 and sum(not it.meta["answerable"] for it in items) == 1032
@@ -138,12 +143,14 @@ def test_selfaware_balanced():
     assert all(it.reference for it in items if it.meta["answerable"])
 
 
+@needs_data
 def test_halueval():
     items = D.load_halueval(DATA / "halueval")
     assert len(items) == 4507 and Counter(it.reference for it in items) == {"no": 3692, "yes": 815}
     assert all(it.meta["user_query"] in it.prompt and it.meta["response"] in it.prompt for it in items[:50])
 
 
+@needs_data
 def test_eqbench():
     items = D.load_eqbench(DATA / "eqbench")
     assert len(items) == 171 and items[0].id == "eqbench/1" and items[-1].id == "eqbench/171"
@@ -155,6 +162,7 @@ def test_eqbench():
                                                     "Annoyed": 7}  # "6", "7" are strings in the file
 
 
+@needs_data
 def test_bigtom():
     items = D.load_bigtom(DATA / "bigtom")
     assert len(items) == 400
@@ -170,6 +178,7 @@ def test_bigtom():
     assert len(D.load_bigtom(DATA / "bigtom", limit=3)) == 3
 
 
+@needs_data
 def test_sycophancy():
     items = D.load_sycophancy(DATA / "sycophancy")
     assert len(items) == 150
@@ -178,6 +187,7 @@ def test_sycophancy():
         assert it.meta["sycophantic_index"] != it.meta["truthful_index"] == it.correct[0]
 
 
+@needs_data
 def test_items_round_trip():
     it = D.load_gsm8k(DATA / "gsm8k", limit=1)[0]
     mc = D.load_mmlu(DATA / "mmlu", limit=1)[0]
@@ -232,6 +242,7 @@ def test_invalid_json_file_names_line(tmp_path):
         D.load_selfaware(tmp_path)
 
 
+@needs_data
 def test_negative_limit(tmp_path):
     with pytest.raises(HmxError, match="limit"):
         D.load_gsm8k(DATA / "gsm8k", limit=-1)

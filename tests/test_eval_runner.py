@@ -18,7 +18,7 @@ from hmxfeel_mlx.evals.axes import EvalContext
 from hmxfeel_mlx.evals.commands import compare_command, eval_command
 from hmxfeel_mlx.evals.runner import AXES, evaluate, parse_axes, prepare
 
-from conftest import SHARED_DATA
+from conftest import BENCH_DATA as SHARED_DATA, needs_data
 
 # what every record of an axis carries: the prompt, the model's output or option scores, the answer, correctness
 FIELDS = {
@@ -49,6 +49,7 @@ def tiny_ctx(tiny_model_dir):
     return EvalContext(loaded.model, loaded.tokenizer, loaded)
 
 
+@needs_data
 def test_every_axis_runs_and_records_items(all_axes):
     run, rec = all_axes
     assert rec["status"] == "complete" and rec["axes"] == list(AXES)
@@ -73,6 +74,7 @@ def test_every_axis_runs_and_records_items(all_axes):
         assert rec["results"][name]["metrics"]["extraction_failure_rate"] is not None
 
 
+@needs_data
 def test_result_file_has_hashes_and_provenance(all_axes):
     _, rec = all_axes
     mmlu = SHARED_DATA / "mmlu" / "test.jsonl"
@@ -84,6 +86,7 @@ def test_result_file_has_hashes_and_provenance(all_axes):
     assert rec["created"] and rec["seconds"] > 0 and rec["data_dir"] == str(SHARED_DATA)
 
 
+@needs_data
 def test_metrics_are_recomputable_from_records(all_axes):
     _, rec = all_axes
     res = rec["results"]
@@ -104,6 +107,7 @@ def test_metrics_are_recomputable_from_records(all_axes):
                                                                [not r["answerable"] for r in s])["f1"]
 
 
+@needs_data
 def test_axes_call_the_metric_functions(tiny_ctx, monkeypatch):
     items, _ = prepare(["mmlu", "gsm8k", "bbq_ambig", "sycophancy_opinion"], SHARED_DATA, 1, 0, None)
     monkeypatch.setattr(M, "mc_accuracy", lambda *a: 0.123)
@@ -149,6 +153,7 @@ def tiny_run(tiny_model_dir, tmp_path_factory):
     return train(cfg, tmp_path_factory.mktemp("runs") / "run").run_dir
 
 
+@needs_data
 def test_run_target_goes_to_the_run_folder(tiny_run):
     run = evaluate(str(tiny_run), "feeling,bigtom", limit=2, seed=1)
     assert run.path.parent == tiny_run / "evals" and run.path.name.startswith("step_1-")
@@ -161,6 +166,7 @@ def test_run_target_goes_to_the_run_folder(tiny_run):
     assert feeling["metrics"]["kl_to_base"] >= 0
 
 
+@needs_data
 def test_cli_eval_in_a_local_group(tiny_model_dir, tmp_path):
     group = click.Group()
     group.add_command(eval_command, "eval")
@@ -177,6 +183,7 @@ def test_cli_eval_in_a_local_group(tiny_model_dir, tmp_path):
     assert cmp.exit_code == 0 and cmp.output.startswith("model,axis,metric")
 
 
+@needs_data
 def test_embedded_mmlu_three_items(embedded):
     items = D.load_mmlu(SHARED_DATA / "mmlu", 3)
     res = AXES["mmlu"].run(EvalContext(embedded.model, embedded.tokenizer, embedded), items)

@@ -31,7 +31,7 @@ def _headline_metrics(res) -> str:
               help="Sampling seed of the feeling axis; BBQ item draw and choice shuffles.")
 @click.option("--checkpoint", default=None, help="step_N of a run folder (default: its selected checkpoint).")
 @click.option("--data-dir", type=click.Path(path_type=str), default=None,
-              help="Benchmark data folder (default: ../shared/data when it exists).")
+              help="Benchmark data folder (default: $HMX_MLX_DATA).")
 @click.option("--out", type=click.Path(path_type=str), default=None,
               help="Result JSON (default RUN/evals/<checkpoint>-<time>.json, or runs/evals/<model>-<time>.json).")
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True, help="Rows per generation batch.")

@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import HmxError
 
 _BBQ = ["Age", "Disability_status", "Nationality", "Physical_appearance", "Religion", "Sexual_orientation"]
-# benchmark -> its folder under shared/data, the files a loader reads there, their layout (for error messages)
+# benchmark -> its folder under the data dir, the files a loader reads there, their layout (for error messages)
 AXIS_FILES: dict[str, dict[str, Any]] = {name: {"folder": d, "files": files, "format": fmt} for name, d, files, fmt in [
     ("bbq", "bbq", [f"{c}.jsonl" for c in _BBQ], "<Category>.jsonl, BBQ raw jsonl (heegyu/bbq: same schema)"),
     ("truthfulqa_mc1", "truthfulqa", ["bigbench_task_mc.json"], '{"examples": [{"input", "target_scores": '
@@ -76,11 +76,6 @@ def item_from_dict(d: dict) -> MCItem | GenItem:
     d = dict(d)
     kind = d.pop("kind", "mc" if "choices" in d else "gen")
     return MCItem(**d) if kind == "mc" else GenItem(**d)
-
-
-def shared_data_dir() -> Path:
-    """The project's ``../shared/data`` (relative to the repository root)."""
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 # ---------------------------------------------------------------- file helpers

@@ -28,7 +28,6 @@ from ..runfolder import write_json_atomic
 from .axes import AXIS_ORDER, EVAL_SCHEMA, GEN_TOKENS, Axis, AxisResult, EvalContext, check_axes, clean
 from .axes_gen import GEN_AXES
 from .axes_mc import MC_AXES
-from .datasets import shared_data_dir
 
 AXES: dict[str, Axis] = {name: {**MC_AXES, **GEN_AXES}[name] for name in AXIS_ORDER}
 
@@ -48,17 +47,22 @@ def parse_axes(spec: str | Sequence[str] | None) -> list[str]:
     return check_axes(names, AXIS_ORDER)
 
 
+DATA_ENV = "HMX_MLX_DATA"  # environment variable naming a benchmark data folder
+
+
 def resolve_data_dir(data_dir: str | Path | None) -> Path:
-    if data_dir is not None:
-        path = Path(data_dir).expanduser()
+    """The benchmark data folder: ``data_dir`` (``--data-dir``), else ``$HMX_MLX_DATA``."""
+    import os
+
+    for value, what in ((data_dir, "--data-dir"), (os.environ.get(DATA_ENV) or None, f"${DATA_ENV}")):
+        if value is None:
+            continue
+        path = Path(value).expanduser()
         if not path.is_dir():
-            raise HmxError(f"--data-dir {path} is not a folder. Pass the folder holding bbq/, mmlu/, gsm8k/, ...")
+            raise HmxError(f"{what} {path} is not a folder. Pass the folder holding bbq/, mmlu/, gsm8k/, ...")
         return path
-    default = shared_data_dir()
-    if not default.is_dir():
-        raise HmxError(f"no benchmark data folder: {default} does not exist. Pass --data-dir DIR (the folder "
-                       "holding bbq/, mmlu/, gsm8k/, truthfulqa/, ...).")
-    return default
+    raise HmxError(f"no benchmark data folder: pass --data-dir DIR or set {DATA_ENV}=DIR (the folder holding "
+                   "bbq/, mmlu/, gsm8k/, truthfulqa/, ...).")
 
 
 def sha256_file(path: Path) -> str:
