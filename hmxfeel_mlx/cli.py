@@ -13,7 +13,7 @@ from . import __version__
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 # Commands that run MLX: on CPU-only Linux they are re-executed once with OpenBLAS preloaded.
-MLX_COMMANDS = {"generate", "chat", "doctor", "train", "judge-check", "heldout", "eval", "bench"}
+MLX_COMMANDS = {"generate", "chat", "doctor", "train", "judge-check", "heldout", "eval", "bench", "replicate"}
 
 model_argument = click.argument("model", required=False, default="smollm2-135m", metavar="MODEL")
 adapter_option = click.option(
@@ -281,7 +281,15 @@ def heldout(target, checkpoint, samples, seed, out):
 @click.option("--interval", type=click.FloatRange(0.1), default=1.0, show_default=True,
               help="Seconds between reads of the run folder.")
 def watch(run, once, plain, interval):
-    """Live dashboard of a training run written by another process (or a finished one); q quits."""
+    """Live dashboard of a training run written by another process (or a finished one), or the
+    overview of an experiment (`hmx-mlx replicate`); q quits."""
+    from .experiment.plan import is_experiment
+
+    if is_experiment(run):
+        from .ui.experiment_view import watch_experiment
+
+        watch_experiment(run, once=once, plain=plain, interval=interval)
+        return
     from .ui.dashboard import watch_run
 
     watch_run(run, once=once, plain=plain, interval=interval)
@@ -318,6 +326,9 @@ def _register_eval_commands() -> None:
 
     cli.add_command(eval_command, "eval")
     cli.add_command(compare_command, "compare")
+    from .experiment.commands import replicate_command
+
+    cli.add_command(replicate_command, "replicate")
 
 
 _register_eval_commands()

@@ -16,6 +16,7 @@ versions, created, seconds, and ``results[axis]`` = ``AxisResult.to_dict()``
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -130,11 +131,31 @@ def prepare(axes: Sequence[str], data_dir: Path, limit: int | None, seed: int, c
     return items, hashes
 
 
+RESUME_KEYS = ("target", "model", "adapter", "checkpoint", "seed", "limit", "axes", "n_items", "data_files",
+               "gen_tokens", "batch_size")
+
+
+def _resumable(path: Path, record: dict) -> dict | None:
+    """The earlier evaluation at ``path`` when it is of the same evaluation as ``record``."""
+    try:
+        old = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(old, dict) or old.get("schema") != EVAL_SCHEMA or not isinstance(old.get("results"), dict):
+        return None
+    same = all(json.dumps(old.get(k), sort_keys=True) == json.dumps(clean(record[k]), sort_keys=True)
+               for k in RESUME_KEYS)
+    return old if same else None
+
+
 def evaluate(target: str, axes: str | Sequence[str] | None = "all", limit: int | None = None, seed: int = 0,
              data_dir: str | Path | None = None, out: str | Path | None = None, checkpoint: str | None = None,
              batch_size: int = 64, on_axis: Callable[[AxisResult], None] | None = None,
-             on_start: Callable[[str, int], None] | None = None) -> EvalRun:
-    """Evaluate TARGET (a model spec or a run folder) on ``axes``; write and return the result."""
+             on_start: Callable[[str, int], None] | None = None, resume: bool = False) -> EvalRun:
+    """Evaluate TARGET (a model spec or a run folder) on ``axes``; write and return the result.
+
+    ``resume``: when ``out`` already holds an evaluation of the same target, axes, limit, seed
+    and data files (an interrupted one), its finished axes are kept and only the others run."""
     from ..loading import load_model
     from ..targets import resolve_target
 
@@ -157,11 +178,20 @@ def evaluate(target: str, axes: str | Sequence[str] | None = "all", limit: int |
         "gen_tokens": dict(GEN_TOKENS), "batch_size": batch_size, "versions": _versions(),
         "created": datetime.fromtimestamp(started, timezone.utc).isoformat(), "created_unix": started,
         "seconds": 0.0, "results": {}}
+    prior = _resumable(path, record) if resume else None
+    if prior is not None:
+        record.update(results=prior["results"], created=prior["created"], created_unix=prior["created_unix"],
+                      resumed=prior.get("resumed", 0) + 1, seconds=prior.get("seconds") or 0.0)
+        if prior.get("status") == "complete":
+            return EvalRun(prior, path, {})
+        started = time.time() - record["seconds"]  # seconds count every attempt
     loaded = load_model(t.model, adapter=t.adapter)
     record["model_name"] = loaded.name
     ctx = EvalContext(loaded.model, loaded.tokenizer, loaded, seed=seed, batch_size=batch_size, config=config)
     results: dict[str, AxisResult] = {}
     for name in names:
+        if name in record["results"]:  # finished by an earlier, interrupted attempt
+            continue
         if on_start:
             on_start(name, len(items[name]))
         res = AXES[name].run(ctx, items[name])
