@@ -253,3 +253,60 @@ def test_ctrl_c_during_a_training_marks_it_pending_and_the_rerun_continues(unint
     assert exp.done() and "resumed" in (exp.job("train-reverse-s0").note or "")
     assert experiment_files(tmp_path / "exp") == experiment_files(uninterrupted)
     assert _parse_settings(["a=1"]) == {"a": 1}
+
+
+# ------------------------------------------------------------------ the overview
+def render_text(state, width=140, now=None):
+    from rich.console import Console
+
+    from hmxfeel_mlx.ui.experiment_view import render_overview
+
+    console = Console(width=width, record=True, color_system=None, file=open(os.devnull, "w"))
+    console.print(render_overview(state, now or time.time(), width))
+    return console.export_text()
+
+
+@needs_data
+def test_overview_of_a_finished_experiment_and_watch(uninterrupted):
+    from click.testing import CliRunner
+
+    from hmxfeel_mlx.cli import cli
+    from hmxfeel_mlx.ui.experiment_view import ExperimentReader
+
+    text = render_text(ExperimentReader(uninterrupted).state)
+    assert "12/12 jobs done" in text and "experiment complete" in text
+    for job in ("eval-base", "train-forward-s0", "train-reverse-s1", "pair", "eval-reverse-s1", "report"):
+        assert job in text
+    assert "step 2/2" not in text or "done" in text  # finished jobs say done
+    res = CliRunner().invoke(cli, ["watch", str(uninterrupted), "--once"])
+    assert res.exit_code == 0 and "replicate" in res.output and "train-forward-s0" in res.output
+    plain = CliRunner().invoke(cli, ["watch", str(uninterrupted), "--plain"])
+    assert plain.exit_code == 0 and "compare: done" in plain.output
+
+
+def test_overview_of_a_running_experiment_shows_progress_and_eta(tmp_path):
+    from hmxfeel_mlx.ui.experiment_view import ExperimentReader, eta_seconds
+
+    exp = open_experiment(tmp_path / "e", settings(seeds=[0], overrides={"steps": 4}))
+    now = time.time()
+    exp.mark(exp.job("eval-base"), "done", seconds=100.0)
+    exp.mark(exp.job("train-forward-s0"), "running", started=now - 50)
+    run = tmp_path / "e" / "runs" / "forward-s0"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"steps": 4}))
+    rows = [{"step": 0, "eval_score": 4.2, "eval_score_se": 0.1},
+            {"step": 1, "step_s": 10.0, "reward_mean": 4.0},
+            {"step": 2, "step_s": 20.0, "reward_mean": 4.1, "eval_score": 4.4, "eval_score_cal": 6.5, "eval_kl": 0.05,
+             "eval_kl_reply": 3.2}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "progress.json").write_text(json.dumps({"stage": "judge", "done": 8, "total": 16, "unit": "replies"}))
+    (tmp_path / "e" / "progress.json").write_text(json.dumps({"job": "train-forward-s0", "stage": "training",
+                                                                "done": 2, "total": 4, "unit": "steps"}))
+    state = ExperimentReader(tmp_path / "e").state
+    text = render_text(state, now=now)
+    assert "1/8 jobs done" in text and "step 2/4" in text and "4.40 / 6.5" in text and "0.050 / 3.2" in text
+    assert "train-forward-s0 · training 2/4 steps · judge 8/16 replies" in text
+    # ETA: the running training's 2 steps left at 15 s each; the pending reverse run and two evaluations at
+    # the finished jobs' durations (the training's own projection: 50 s / half done = 100 s)
+    eta = eta_seconds(state, now)
+    assert eta == pytest.approx(2 * 15.0 + 100.0 + 100.0 + 100.0)

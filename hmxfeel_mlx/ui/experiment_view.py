@@ -213,24 +213,36 @@ def render_overview(state: ExperimentState, now: float, width: int = 100) -> Gro
     seeds = ", ".join(str(s) for s in m.get("seeds") or [])
     head = Text.assemble(("replicate ", "bold"), (str(m.get("model", "?")), "bold"),
                          f" · seeds {seeds} · {', '.join(m.get('directions') or [])} · "
-                         f"{len(m.get('axes') or [])} axes · limit {m.get('limit') or 'all'} │ "
-                         f"{n_done}/{len(state.jobs)} jobs done │ elapsed {seconds_text(elapsed)} · "
-                         f"ETA {seconds_text(eta) if eta is not None else '-'}")
-    head.no_wrap, head.overflow = True, "ellipsis"
+                         f"{len(m.get('axes') or [])} axes · limit {m.get('limit') or 'all'}")
+    eta_text = seconds_text(eta) if eta is not None and n_done < len(state.jobs) else "-"
+    sub = Text(f"{n_done}/{len(state.jobs)} jobs done · elapsed {seconds_text(elapsed)} · ETA {eta_text} · "
+               f"{state.root}", style="dim")
+    for line in (head, sub):
+        line.no_wrap, line.overflow = True, "ellipsis"
+    compact = width < 110  # 80 columns: a shorter bar, short headers, no note column
     table = Table(expand=False, pad_edge=False, box=None, header_style="bold")
-    for col, just in (("job", "left"), ("state", "left"), ("progress", "left"), ("time", "right"),
-                      ("held-out raw / cal", "right"), ("KL tok / reply", "right"), ("note", "left")):
-        table.add_column(col, justify=just, no_wrap=True, overflow="ellipsis")
+    cols = [("job", "left", max([16] + [len(j["id"]) for j in state.jobs])), ("state", "left", 7),
+            ("progress", "left", 17 if compact else 23), ("time", "right", 7),
+            ("held-out" if compact else "held-out raw / cal", "right", 10 if compact else 18),
+            ("KL tok/reply" if compact else "KL tok / reply", "right", 12 if compact else 14)]
+    if not compact:
+        cols.append(("note", "left", None))
+    for col, just, w in cols:
+        table.add_column(col, justify=just, no_wrap=True, overflow="ellipsis", min_width=w)
     for j in state.jobs:
         frac, text = job_progress(state, j)
         score, kl = held_out(state, j)
         st = j.get("state", "?")
-        note = j.get("error") if st == "failed" else (j.get("note") or "")
-        if j.get("checkpoint") and j.get("kind") == "eval":
-            note = f"{j['checkpoint']}" + (f" · {note}" if note else "")
-        table.add_row(j["id"], Text(st, style=STATE_STYLE.get(st, "")), f"{_bar(frac)} {text}",
-                      seconds_text(job_seconds(j, now)) if job_seconds(j, now) else "", score, kl, note)
-    return Group(head, table, current_line(state, now))
+        cells = [j["id"], Text(st, style=STATE_STYLE.get(st, "")), f"{_bar(frac, 6 if compact else 10)} {text}",
+                 seconds_text(job_seconds(j, now)) if job_seconds(j, now) else "",
+                 score.replace(" / ", "/") if compact else score, kl.replace(" / ", "/") if compact else kl]
+        if not compact:
+            note = j.get("error") if st == "failed" else (j.get("note") or "")
+            if j.get("checkpoint") and j.get("kind") == "eval":
+                note = f"{j['checkpoint']}" + (f" · {note}" if note else "")
+            cells.append(note)
+        table.add_row(*cells)
+    return Group(head, sub, table, current_line(state, now))
 
 
 def follow_plain(reader: ExperimentReader, out=None, interval: float = 2.0, once: bool = False) -> None:
