@@ -28,6 +28,7 @@ from hmxfeel_mlx.runfolder import append_jsonl, write_json_atomic
 from hmxfeel_mlx.ui.report import report
 from hmxfeel_mlx.ui.experiment_state import interval, read_experiment, t_quantile
 from hmxfeel_mlx.ui.report_html import render_page, write_report
+from hmxfeel_mlx.ui.svg import ForestRow, LineChart, Series, forest_plot, line_chart, nice_ceil, text, ticks, y_range_of
 
 QUESTIONS = ["Do you ever feel lonely?", "What do you hope for?", "What makes you happy?", "Are you ever afraid?"]
 REPLIES = {
@@ -392,6 +393,37 @@ def test_samples_show_one_reply_per_direction_at_the_selected_step(finished):
     assert f"forward · seed 0 · step {p['forward']['step']} · score" in text
     assert f"{REPLIES['reverse'][0]} (step {p['reverse']['step']}, seed 0)" in text
     assert f"{REPLIES['forward'][2]} (step {p['forward']['step']}, seed 0)" in text
+
+
+# --------------------------------------------------------------------------- svg primitives
+
+
+def test_ticks_and_round_ranges():
+    assert ticks(0, 10) == [0, 2, 4, 6, 8, 10] and ticks(0, 30, 6) == [0, 5, 10, 15, 20, 25, 30]
+    assert [nice_ceil(v) for v in (7.0, 2.1, 0.0374, 1.0, 0.0)] == [10, 2.5, 0.05, 1, 1.0]
+    assert y_range_of([4.0, 9.5, None, float("nan")]) == (0.0, 10.0)  # the score scale when everything fits
+    assert y_range_of([-1.2, 12.0]) == (-5, 15)  # ticks every 5 over a span of 13.2
+
+
+def test_line_chart_draws_the_threshold_only_inside_its_range_and_skips_missing_points():
+    chart = LineChart([Series([(0, 1.0), (1, None), (2, 3.0)], "#123456", markers=True)], 2, (0.0, 10.0),
+                      hline=(7.5, "threshold ≥ 7.5"), rings=[(2, 3.0, "#111")])
+    out = line_chart(chart, "a <chart>")
+    assert out.count("<circle") == 3 and out.count("<path") == 1 and "threshold ≥ 7.5" in out
+    assert 'aria-label="a &lt;chart&gt;"' in out
+    chart.hline = (12.0, "off the scale")
+    assert "off the scale" not in line_chart(chart, "c")
+    assert text(0, 0, "</svg> & <b>").endswith(">&lt;/svg&gt; &amp; &lt;b&gt;</text>")
+
+
+def test_forest_rows_without_a_value_or_interval_draw_what_they_have():
+    rows = [ForestRow("a", 0.5, 0.1, 0.9, "#0a0", "+0.5 [+0.1, +0.9]"),
+            ForestRow("b", 0.5, float("nan"), float("nan"), "#888", "+0.5"),
+            ForestRow("c", float("nan"), float("nan"), float("nan"), "#888", "no value on one side")]
+    out = forest_plot([("axis <x>", rows)], "f")
+    assert out.count("rotate(45") == 2 and ">axis &lt;x&gt;</text>" in out
+    assert out.count('stroke="#0a0" stroke-width="2.5"') == 1  # only row a has an interval
+    assert ">−1</text>" in out and ">+1</text>" in out  # row a: |0.9| x 1.08 rounds up to 1
 
 
 # --------------------------------------------------------------------------- escaping and missing pieces
