@@ -529,3 +529,12 @@ def test_report_of_an_experiment_in_the_terminal_shows_its_runs_and_evaluations(
 def test_an_experiment_is_reported_alone(finished, tmp_path):
     result = CliRunner().invoke(cli, ["report", str(finished), str(finished / "evals" / "base.json")])
     assert result.exit_code == 1 and "an experiment folder is reported alone" in result.output
+
+
+def test_an_experiment_with_nothing_to_show_in_the_terminal_says_so(tmp_path):
+    write_json_atomic(tmp_path / "experiment.json", {"model": "smollm2-135m", "seeds": [0]})
+    result = CliRunner().invoke(cli, ["report", str(tmp_path)])
+    assert result.exit_code == 1 and "has no run folder or evaluation yet" in result.output
+    page = tmp_path / "report.html"
+    result = CliRunner().invoke(cli, ["report", str(tmp_path), "--export", str(page)])
+    assert result.exit_code == 0 and Structure(page.read_text()).errors == []  # the page has placeholders
