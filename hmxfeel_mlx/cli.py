@@ -306,16 +306,18 @@ def inspect(runs):
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("targets", nargs=-1, required=True, metavar="RUN_OR_EVAL...")
+@click.argument("targets", nargs=-1, required=True, metavar="RUN_OR_EVAL... | EXPERIMENT")
 @click.option("--export", type=click.Path(path_type=str), default=None, metavar="FILE.html|FILE.svg",
-              help="Also save what is shown (Rich's HTML or SVG export).")
+              help="Also save what is shown (Rich's HTML or SVG export); for an EXPERIMENT, FILE.html is its "
+                   "self-contained report page instead.")
 @click.option("--width", type=click.IntRange(60), default=None,
               help="Columns to render (default: the terminal's, 160 when piped).")
 @click.option("--threshold", type=click.FloatRange(0), default=0.02, show_default=True,
               help="Headline: relative degradation below this counts as unchanged.")
 def report(targets, export, width, threshold):
     """Reward curves and selected checkpoints of the runs next to the comparison table of their
-    evaluations (as `hmx-mlx compare`), on one screen."""
+    evaluations (as `hmx-mlx compare`), on one screen. An EXPERIMENT folder (from `hmx-mlx replicate`,
+    given alone) shows its runs and evaluations; with --export FILE.html it writes the experiment's page."""
     from .ui.report import report as print_report
 
     print_report(list(targets), export=export, width=width, threshold=threshold)

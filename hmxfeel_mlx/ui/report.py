@@ -5,6 +5,10 @@ A run folder contributes its curve and its newest evaluation (RUN/evals/*.json, 
 `hmx-mlx compare` reads it); an evaluation JSON contributes itself and, when its
 run folder is still there, that run's curve. ``--export`` saves what the terminal
 showed, through Rich's recording console.
+
+An experiment folder (written by `hmx-mlx replicate`, given alone) shows its runs and
+its evaluations the same way; ``--export FILE.html`` then writes the experiment's own
+page instead (``report_html.write_report``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from rich.text import Text
 
 from ..errors import HmxError
 from ..evals.compare import compare, find_eval, print_table, read_eval
+from .experiment_state import is_experiment, read_experiment
+from .report_html import write_report
 from .state import RunState, open_run
 from .views import heldout_lines, reward_chart, reward_legend
 
@@ -61,7 +67,8 @@ def collect(args: list[str]) -> ReportInputs:
         if path.is_dir():
             if not _is_run(path):
                 raise HmxError(f"{arg} is not a run folder (it needs config.json and metrics.jsonl). Pass a folder "
-                               "written by `hmx-mlx train`, or an evaluation JSON.")
+                               "written by `hmx-mlx train`, an evaluation JSON, or an experiment folder "
+                               "(with experiment.json) alone.")
             runs.setdefault(path.resolve(), path)
             try:
                 found = find_eval(path)
@@ -84,6 +91,17 @@ def collect(args: list[str]) -> ReportInputs:
     out.runs = [open_run(p).state for p in runs.values()]
     out.evals = list(evals.items())
     return out
+
+
+def experiment_inputs(root: Path) -> ReportInputs:
+    """An experiment's run folders and evaluation files, for the terminal report."""
+    exp = read_experiment(root)
+    runs = [r.state for r in exp.runs if r.state is not None]
+    evals = ([exp.base_eval] if exp.base_eval else []) + list(exp.evals.values())
+    if not runs and not evals:
+        raise HmxError(f"{root} has no run folder or evaluation yet. Wait for `hmx-mlx replicate` to train, "
+                       "or pass run folders and evaluation files.")
+    return ReportInputs(runs, evals, list(exp.problems))
 
 
 def run_panel(state: RunState) -> Panel:
@@ -129,7 +147,17 @@ def report(args: list[str], export: str | None = None, width: int | None = None,
     """`hmx-mlx report`: print the report; with ``export``, save what was printed (.html or .svg)."""
     if export and Path(export).suffix.lower() not in EXPORTS:
         raise HmxError(f"--export {export}: the file must end in .html or .svg (Rich's export formats).")
-    inputs = collect(args)
+    if any(is_experiment(Path(a)) for a in args):
+        if len(args) > 1:
+            raise HmxError("an experiment folder is reported alone: pass only it, or run folders and evaluation "
+                           "files without it.")
+        if export and Path(export).suffix.lower() == ".html":
+            console = console or Console()
+            console.print(f"saved {write_report(args[0], export)}", style="dim", soft_wrap=True)
+            return
+        inputs = experiment_inputs(Path(args[0]))
+    else:
+        inputs = collect(args)
     if console is None:
         console = Console(record=bool(export), width=width)
         if width is None and not console.is_terminal:
