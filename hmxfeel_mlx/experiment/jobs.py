@@ -141,13 +141,7 @@ def run_compare(exp: Experiment, job: Job) -> str:
 
 
 def run_report(exp: Experiment, job: Job) -> None:
-    """The report page (Rich's recording of `hmx-mlx report` on the runs and evaluations)."""
-    import io
+    """The report page: one self-contained HTML file (``ui.report_html``)."""
+    from ..ui.report_html import write_report
 
-    from rich.console import Console
-
-    from ..ui.report import report
-
-    runs = [str(exp.path(j.run)) for j in exp.jobs if j.kind == "train"]
-    console = Console(file=io.StringIO(), record=True, width=160)
-    report(runs + [str(p) for p in eval_outputs(exp)], export=str(exp.path(job.out)), console=console)
+    write_report(exp.root, exp.path(job.out))
