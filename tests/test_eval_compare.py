@@ -235,7 +235,8 @@ def test_reverse_zero_no_items_no_field_and_base_near_zero_are_each_explained(tm
     assert h["excluded"] == [{"metric": "halueval/accuracy", "reason": "undefined: no item (reverse)"},
                              {"metric": "mmlu/accuracy", "reason": "base 0.000 within one standard error (0.000) of 0"}]
     text = to_markdown(c)
-    assert "not tested: halueval/accuracy (undefined: no item (reverse)); selfaware/f1 (no per-item field: no test)" in text
+    assert ("not tested: halueval/accuracy (undefined: no item (reverse)); "
+            "selfaware/f1 (no per-item field: no test)") in text
     assert "left out of the study's rule: halueval/accuracy (undefined: no item (reverse)); mmlu/accuracy (base" in text
 
 
@@ -286,7 +287,8 @@ def test_formats_parse(two_seeds):
     md = to_markdown(c)
     assert md.startswith("### m") and "| axis | metric |" in md
     assert "| 95% CI | test | p | p (Holm) | decision | Δ/base |" in md
-    assert "study's rule: 2 of 3 headline metrics (67%) improved or degraded by less than 2% relative (Δ/base" in md
+    assert ("study's rule (no test): 2 of 3 headline metrics (67%) improved or stayed within 2% relative to base "
+            "(Δ/base = (forward − reverse) / |base| > −2%); 33% improved; largest degradation: gsm8k/accuracy (-5.0%)") in md
     assert "0 significantly improved, 0 significantly degraded, 3 not significantly changed, 0 not tested" in md
     assert "Welch (4 seeds)" in md and "[-0.022, +0.222]" in md and "+20.0%" in md and "0.620 ± 0.028 (n=2)" in md
     assert "| 0.072 | 0.215 | no significant change |" in md  # mmlu: p, Holm p = 3 * 0.0715
@@ -324,7 +326,7 @@ def test_cli_compare_formats(two_seeds):
     args = ["compare", *map(str, two_seeds)]
     table = CliRunner().invoke(group, args)
     assert table.exit_code == 0, table.output
-    assert "study's rule: 2 of 3 headline metrics" in table.output and "gsm8k/accuracy" in table.output
+    assert "study's rule (no test): 2 of 3 headline metrics" in table.output and "gsm8k/accuracy" in table.output
     assert "headline (forward vs reverse, 3 headline metrics" in table.output and "…" not in table.output
     out = CliRunner().invoke(group, args + ["--format", "json"])
     assert json.loads(out.output)["headlines"]["m"]["n"] == 3

@@ -83,6 +83,11 @@ def test_relative_change_is_relative_to_base():
     assert relative_change(0.06, 0.0, 0.02, 0.0198)[0] == pytest.approx(3.0)  # |base| just above its se
     value, why = relative_change(0.06, 0.0, 0.02, 0.025)  # base within one standard error of 0
     assert math.isnan(value) and why == "base 0.020 within one standard error (0.025) of 0"
+    # one item right of 50: var (ddof 1) = (0.98^2 + 49 * 0.02^2) / 49 = 0.02, se = sqrt(0.02 / 50) = 0.02 = base
+    one_of_50 = [1.0] + [0.0] * 49
+    assert standard_error(one_of_50) == pytest.approx(0.02)
+    value, why = relative_change(0.12, 0.28, 0.02, standard_error(one_of_50))  # despite float rounding in se
+    assert math.isnan(value) and why == "base 0.020 within one standard error (0.020) of 0"
     value, why = relative_change(0.06, 0.0, 0.0, 0.0)  # base exactly 0 with no spread: |0| <= 0
     assert math.isnan(value) and "within one standard error" in why
     value, why = relative_change(0.06, 0.0, 0.0)  # standard error unknown

@@ -73,7 +73,7 @@ def test_curves_and_table_on_one_screen(study):
                                                                rev / "evals" / "step_25.json", base)])
     expected = headline_lines(shown.headlines["smollm2-135m"])
     assert expected[0].startswith("headline (forward vs reverse, 1 headline metrics")
-    assert expected[-1].startswith("study's rule: 1 of 1 headline metrics (100%)")
+    assert expected[-1].startswith("study's rule (no test): 1 of 1 headline metrics (100%)")
     assert lines[-len(expected):] == expected
 
 

@@ -366,9 +366,9 @@ def headline_lines(h: dict) -> list[str]:
     if h["n"]:
         worst = h["largest_degradation"]
         worst_s = f"{worst[0]} ({worst[1]:+.1%})" if worst else "none"
-        lines.append(f"study's rule: {h['n_ok']} of {h['n']} headline metrics ({h['share_ok']:.0%}) improved or "
-                     f"degraded by less than {h['threshold']:.0%} relative (Δ/base = (forward − reverse) / |base|), "
-                     f"not counting significance; {h['share_improved']:.0%} improved; largest degradation: {worst_s}")
+        lines.append(f"study's rule (no test): {h['n_ok']} of {h['n']} headline metrics ({h['share_ok']:.0%}) improved "
+                     f"or stayed within {h['threshold']:.0%} relative to base (Δ/base = (forward − reverse) / |base| > "
+                     f"−{h['threshold']:.0%}); {h['share_improved']:.0%} improved; largest degradation: {worst_s}")
     else:
         lines.append("study's rule: no headline metric has a relative change (Δ/base)")
     if h["excluded"]:

@@ -318,7 +318,7 @@ def relative_change(forward: float, reverse: float, base: float, base_se: float 
         return float("nan"), "forward or reverse undefined"
     if base is None or math.isnan(base):
         return float("nan"), "no base value"
-    if not math.isnan(base_se) and abs(base) <= base_se:
+    if not math.isnan(base_se) and abs(base) <= base_se * (1 + 1e-9):  # 1 of n items is exactly one se (1/n)
         return float("nan"), f"base {base:.3f} within one standard error ({base_se:.3f}) of 0"
     if base == 0:
         return float("nan"), "base value 0"
