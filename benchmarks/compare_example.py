@@ -11,8 +11,8 @@ tests depend on it. Here each fine-tuned model's per-item outcomes start from th
 base model's and change only as much as its metric needs, plus ``--churn`` swaps
 (an item lost and another gained) per field; the default 3 swaps on 50 items
 means each fine-tuned model disagrees with the base on at least 12% of items.
-Continuous per-item values (judge score, MC2, EQ-Bench) are the base values plus
-item-level noise, shifted to the table's mean. A different ``--seed`` or
+Continuous per-item values (judge score, EQ-Bench, and MC2 on the logit scale) are an
+item effect shared by the three models plus noise, shifted to the table's mean. A different ``--seed`` or
 ``--churn`` gives other files with the same metrics.
 
     .venv/bin/python benchmarks/compare_example.py --out /tmp/readme-example
@@ -96,6 +96,22 @@ def continuous(rng, means: tuple[float, ...], n: int, sd: float, noise: float, l
     return out
 
 
+def proportions(rng, means: tuple[float, ...], n: int, sd: float, noise: float) -> list:
+    """Per-item probabilities (as MC2's true-option mass, mostly near 0 or 1): the logistic
+    of an item effect shared by the three models plus noise, shifted on the logit scale
+    (bisection) until the mean is the table's."""
+    item = rng.normal(0.0, sd, n)
+    out = []
+    for m in means:
+        z = item + rng.normal(0.0, noise, n)
+        lo, hi = -50.0, 50.0
+        for _ in range(200):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if (1 / (1 + np.exp(-(z + mid)))).mean() < m else (lo, mid)
+        out.append(1 / (1 + np.exp(-(z + (lo + hi) / 2))))
+    return out
+
+
 def build(seed: int, churn: int) -> dict[str, dict[str, list[dict]]]:
     """side -> axis -> records."""
     rng = np.random.default_rng(seed)
@@ -142,7 +158,7 @@ def build(seed: int, churn: int) -> dict[str, dict[str, list[dict]]]:
                            "bias_item": None if (s == 2 and unknown[i]) else float(2 * biased[s][i] - 1)}
                           for i in range(N)] for s in range(3)])
     mc1 = binary(rng, (13, 12, 12), churn)
-    mc2 = continuous(rng, (0.407, 0.376, 0.378), N, 0.25, 0.08, 0.0, 1.0)
+    mc2 = proportions(rng, (0.407, 0.376, 0.378), N, 6.0, 2.0)
     put("truthfulqa", [[{"id": f"truthfulqa_mc1/{i}", "variant": "mc1", "mc1": float(mc1[s][i])} for i in range(N)]
                        + [{"id": f"truthfulqa_mc2/{i}", "variant": "mc2", "mc2": float(mc2[s][i])} for i in range(N)]
                        for s in range(3)])
