@@ -286,12 +286,13 @@ def test_formats_parse(two_seeds):
     c = compare_paths(two_seeds)
     md = to_markdown(c)
     assert md.startswith("### m") and "| axis | metric |" in md
-    assert "| 95% CI | test | p | p (Holm) | decision | Δ/base |" in md
+    assert "| fwd − rev [95% CI] | test | p → Holm p | decision | Δ/base |" in md
     assert ("study's rule (no test): 2 of 3 headline metrics (67%) improved or stayed within 2% relative to base "
             "(Δ/base = (forward − reverse) / |base| > −2%); 33% improved; largest degradation: gsm8k/accuracy (-5.0%)") in md
     assert "0 significantly improved, 0 significantly degraded, 3 not significantly changed, 0 not tested" in md
-    assert "Welch (4 seeds)" in md and "[-0.022, +0.222]" in md and "+20.0%" in md and "0.620 ± 0.028 (n=2)" in md
-    assert "| 0.072 | 0.215 | no significant change |" in md  # mmlu: p, Holm p = 3 * 0.0715
+    assert "Welch (4 seeds)" in md and "| +0.100 [-0.022, +0.222] |" in md and "+20.0%" in md
+    assert "0.620 ± 0.028 (n=2)" in md
+    assert "| 0.072 → 0.215 | no significant change |" in md  # mmlu: p, Holm p = 3 * 0.0715
     rows = list(csv.DictReader(io.StringIO(to_csv(c))))
     assert len(rows) == len(c.rows) == 5 and HTML_KEYS <= set(rows[0])
     mm = next(r for r in rows if r["axis"] == "mmlu")
@@ -314,9 +315,23 @@ def test_piped_table_is_never_cut(two_seeds, tmp_path):
     out = console.file.getvalue()
     assert "…" not in out
     header = next(line for line in out.splitlines() if "axis" in line and "metric" in line)
-    for name in ("95% CI", "p (Holm)", "decision", "Δ/base", "fwd − rev"):
+    for name in ("fwd − rev [95% CI]", "p → Holm p", "decision", "Δ/base"):
         assert name in header
     assert "no variance over seeds (equal values)" in out  # a long decision on one line
+    assert max(len(line) for line in out.splitlines() if line.startswith("│")) > 80  # wider than the console
+
+
+def test_narrow_terminal_gets_values_then_tests(two_seeds):
+    from rich.console import Console
+
+    console = Console(width=100, force_terminal=True, color_system=None, file=io.StringIO(), legacy_windows=False)
+    print_table(compare_paths(two_seeds), console)
+    out = console.file.getvalue()
+    lines = out.splitlines()
+    assert "…" not in out and max(len(line) for line in lines if line.startswith(("│", "┃"))) <= 100
+    headers = [line for line in lines if line.startswith("┃") and "axis" in line]
+    assert len(headers) == 2 and "forward" in headers[0] and "Δ/base" in headers[0] and "decision" in headers[1]
+    assert sum(line.startswith("│ mmlu ") for line in lines) == 2  # each row in both tables
 
 
 def test_cli_compare_formats(two_seeds):

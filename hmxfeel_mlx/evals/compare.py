@@ -324,27 +324,36 @@ def _test_name(r: Row) -> str:
     return f"{TEST_NAMES[r.test]} ({r.test_n} {'seeds' if r.test == 'welch' else 'items'})"
 
 
-def _ci(r: Row) -> str:
-    return "—" if math.isnan(r.ci_low) else f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
+def _diff_ci(r: Row) -> str:
+    if math.isnan(r.diff):
+        return "—"
+    return f"{r.diff:+.3f}" + ("" if math.isnan(r.ci_low) else f" [{r.ci_low:+.3f}, {r.ci_high:+.3f}]")
 
 
 def _p(v: float) -> str:
     return "—" if math.isnan(v) else f"{v:.2g}" if v < 0.001 else f"{v:.3f}"
 
 
+def _p_holm(r: Row) -> str:
+    return "—" if math.isnan(r.p_value) else f"{_p(r.p_value)} → {_p(r.p_adjusted)}"
+
+
 def _rel(v: float) -> str:
     return "—" if math.isnan(v) else f"{v:+.1%}"
 
 
-HEADERS = ["axis", "metric", "better", "base", "forward", "reverse", "fwd − rev", "95% CI", "test", "p",
-           "p (Holm)", "decision", "Δ/base"]
+HEADERS = ["axis", "metric", "better", "base", "forward", "reverse", "fwd − rev [95% CI]", "test", "p → Holm p",
+           "decision", "Δ/base"]
+
+
+NO_WRAP = ("axis", "metric", "better", "base", "Δ/base")  # short cells, shrunk only as a last resort
 
 
 def table_cells(r: Row) -> list[str]:
     better = ("↑" if r.higher_is_better else "↓") + ("" if r.headline else " (info)")
     return [r.axis, r.metric, better, _num(r.base), _mean_std(r.forward_mean, r.forward_std, r.forward_n),
-            _mean_std(r.reverse_mean, r.reverse_std, r.reverse_n), "—" if math.isnan(r.diff) else f"{r.diff:+.3f}",
-            _ci(r), _test_name(r), _p(r.p_value), _p(r.p_adjusted), r.decision, _rel(r.relative_change)]
+            _mean_std(r.reverse_mean, r.reverse_std, r.reverse_n), _diff_ci(r), _test_name(r), _p_holm(r),
+            r.decision, _rel(r.relative_change)]
 
 
 def _listing(entries: Sequence[dict]) -> str:
@@ -419,24 +428,31 @@ def to_json(c: Comparison) -> str:
     return json.dumps(c.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
 
-def comparison_table(c: Comparison, model: str):
-    """One model's rows as a Rich table."""
+VALUE_HEADERS = ["axis", "metric", "better", "base", "forward", "reverse", "Δ/base"]
+TEST_HEADERS = ["axis", "metric", "fwd − rev [95% CI]", "test", "p → Holm p", "decision"]
+
+
+def comparison_table(c: Comparison, model: str, headers: Sequence[str] = tuple(HEADERS)):
+    """One model's rows as a Rich table (the ``headers`` columns of ``table_cells``)."""
     from rich.table import Table
 
     counts = ", ".join(f"{cond} {len(v)}" for cond, v in c.evaluations[model].items())
     table = Table(title=f"{model} ({counts} evaluations)")
-    for h in HEADERS:
+    for h in headers:  # a narrow terminal wraps the long cells first; words fold, never cut to "…"
         table.add_column(h, justify="left" if h in ("axis", "metric", "test", "decision") else "right",
-                         no_wrap=h not in ("decision",))
+                         no_wrap=h in NO_WRAP, overflow="fold")
+    keep = [HEADERS.index(h) for h in headers]
     for r in c.rows:
         if r.model == model:
-            table.add_row(*table_cells(r))
+            cells = table_cells(r)
+            table.add_row(*[cells[i] for i in keep])
     return table
 
 
 def print_table(c: Comparison, console=None) -> None:
     """Rich tables, one per model, each followed by its headline and notes. Printed to a
-    pipe or a file (not a terminal), a table is rendered at its full width, never cut."""
+    pipe or a file (not a terminal), a table is rendered at its full width, never cut; a
+    terminal too narrow for it gets two tables, the values and then the tests."""
     from rich.console import Console
     from rich.measure import Measurement
 
@@ -444,8 +460,11 @@ def print_table(c: Comparison, console=None) -> None:
     for model in c.evaluations:
         table = comparison_table(c, model)
         need = Measurement.get(console, console.options.update_width(100_000), table).maximum
-        if console.is_terminal or need <= console.width:
+        if need <= console.width:
             console.print(table)
+        elif console.is_terminal:
+            console.print(comparison_table(c, model, VALUE_HEADERS))
+            console.print(comparison_table(c, model, TEST_HEADERS))
         else:
             width = console.width
             console.width = need
