@@ -14,6 +14,8 @@ from rich.console import Console
 from hmxfeel_mlx.cli import cli
 from hmxfeel_mlx.errors import HmxError
 from hmxfeel_mlx.evals.axes import EVAL_SCHEMA
+from hmxfeel_mlx.evals.compare import compare, headline_lines
+from hmxfeel_mlx.evals.stats import newcombe_paired_ci
 from hmxfeel_mlx.ui.report import collect, report
 from test_ui_state import make_run
 
@@ -27,7 +29,8 @@ def write_eval(path, condition, run, accuracy, correct):
         "run": str(run) if run else None, "checkpoint": "step_25" if run else None, "seed": 0, "limit": 4,
         "data_files": {}, "created_unix": 1.0,
         "results": {"mmlu": {"metrics": {"accuracy": accuracy}, "metric_specs": SPEC,
-                             "records": [{"correct": c} for c in correct], "settings": {}, "n": len(correct)}}}))
+                             "records": [{"id": f"mmlu/{i}", "correct": c} for i, c in enumerate(correct)],
+                             "settings": {}, "n": len(correct)}}}))
     return path
 
 
@@ -60,8 +63,18 @@ def test_curves_and_table_on_one_screen(study):
     table = lines[lines.index(next(line for line in lines if "evaluations)" in line)):]
     assert "smollm2-135m (base 1, forward 1, reverse 1 evaluations)" in table[0]
     row = next(line for line in table if line.startswith("│ mmlu"))
-    assert "0.500" in row and "0.750 (n=1)" in row and "+50.0%" in row
-    assert any(line.startswith("headline: 1 of 1 metrics") for line in lines)
+    assert "0.500" in row and "0.750 (n=1)" in row and "+50.0%" in row  # (0.75 - 0.5) / |base 0.5|
+    # paired by item id: n11 = 2, n10 = 1 (item 1), n01 = 0, n00 = 1: exact McNemar p = 1, Newcombe's interval
+    lo, hi = newcombe_paired_ci(2, 1, 0, 1)
+    assert f"[{lo:+.3f}, {hi:+.3f}]" in row and "McNemar (4 items)" in row and "no significant change" in row
+    assert "…" not in out
+    # the same headline as `hmx-mlx compare`, each on one line
+    shown = compare([(p, json.loads(p.read_text())) for p in (fwd / "evals" / "step_25.json",
+                                                               rev / "evals" / "step_25.json", base)])
+    expected = headline_lines(shown.headlines["smollm2-135m"])
+    assert expected[0].startswith("headline (forward vs reverse, 1 headline metrics")
+    assert expected[-1].startswith("study's rule (no test): 1 of 1 headline metrics (100%)")
+    assert lines[-len(expected):] == expected
 
 
 def test_evaluation_file_brings_its_run_and_a_run_without_evaluation_is_noted(study, tmp_path):

@@ -76,7 +76,8 @@ def eval_command(target, axes, limit, seed, checkpoint, data_dir, out, batch_siz
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv", "json"]), default="table",
               show_default=True)
 @click.option("--threshold", type=click.FloatRange(0), default=0.02, show_default=True,
-              help="Headline: relative degradation below this counts as unchanged.")
+              help="Study's rule in the headline: a change relative to the base value, (fwd - rev) / |base|, "
+                   "above -THRESHOLD counts as within.")
 @click.option("--out", type=click.Path(path_type=str), default=None, help="Also write the output to this file (markdown for --format table).")
 def compare_command(targets, fmt, threshold, out):
     """Compare evaluations: base vs forward (human-like) vs reverse (machine-like), per metric.
