@@ -26,7 +26,7 @@ from hmxfeel_mlx.evals.axes import EVAL_SCHEMA
 from hmxfeel_mlx.evals.compare import compare, read_eval
 from hmxfeel_mlx.runfolder import append_jsonl, write_json_atomic
 from hmxfeel_mlx.ui.report import report
-from hmxfeel_mlx.ui.experiment_state import interval, read_experiment, t_quantile
+from hmxfeel_mlx.ui.experiment_state import interval, read_experiment
 from hmxfeel_mlx.ui.report_html import render_page, write_report
 from hmxfeel_mlx.ui.svg import ForestRow, LineChart, Series, forest_plot, line_chart, nice_ceil, text, ticks, y_range_of
 
@@ -106,7 +106,8 @@ def write_eval(path: Path, condition: str, seed: int, limit: int = 50):
             shift = {"base": 0.0, "forward": fwd, "reverse": rev}[condition]
             values[name] = base + shift + (rng.gauss(0, spread) if condition != "base" else 0.0)
             specs[name] = {"higher_is_better": higher, "headline": headline, "item_field": f"{name}_item"}
-        records = [{f"{n}_item": v + rng.gauss(0, abs(v) * 0.3 + 0.01) for n, v in values.items()} for _ in range(8)]
+        records = [{"id": f"{axis}/{i}", **{f"{n}_item": v + rng.gauss(0, abs(v) * 0.3 + 0.01) for n, v in values.items()}}
+                   for i in range(12)]  # real records carry item ids; 12 > the paired bootstrap's minimum
         results[axis] = {"metrics": values, "metric_specs": specs, "records": records, "settings": {},
                          "n": len(records)}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,8 +132,7 @@ def pick(by_step: dict, direction: str) -> int:
 
 
 def make_experiment(root: Path, seeds=(0, 1, 2), steps: int = 30, calibrated: bool = True, pairs: bool = True,
-                    comparison: bool = True, reply: str | None = None, model: str = "smollm2-135m",
-                    p_adjusted: bool = False) -> Path:
+                    comparison: bool = True, reply: str | None = None, model: str = "smollm2-135m") -> Path:
     """A finished (or, without pairs/comparison, partly run) synthetic experiment folder."""
     root.mkdir(parents=True, exist_ok=True)
     write_json_atomic(root / "experiment.json", {
@@ -173,10 +173,6 @@ def make_experiment(root: Path, seeds=(0, 1, 2), steps: int = 30, calibrated: bo
     if pairs and comparison:
         paths = [root / "evals" / "base.json"] + sorted((root / "evals").glob("*-s*.json"))
         c = compare([(p, read_eval(p)) for p in paths], n_boot=500).to_dict()
-        if p_adjusted:
-            for i, r in enumerate(c["rows"]):
-                r["p_adjusted"] = 0.004 * (i + 1)
-                r["decision"] = "forward better" if i == 0 else "no difference"
         write_json_atomic(root / "comparison.json", c)
     jobs.append(job("report", "report", None, "running", out="report.html"))
     write_json_atomic(root / "plan.json", {"schema": "hmxfeel_mlx.plan/1", "jobs": jobs})
@@ -333,22 +329,24 @@ def test_comparison_table_is_the_compare_table_with_its_headline(finished):
     got = cells(row)
     assert got[0] == "accuracy" and got[2] == f"{mmlu['base']:.3f}"
     assert got[3] == f"{mmlu['forward_mean']:.3f} ± {mmlu['forward_std']:.3f} (n=3)"
-    assert got[6].startswith("Welch p=")
+    assert got[6].startswith("Welch") and got[8] == mmlu["decision"]
     h = c["headlines"]["smollm2-135m"]
-    assert f"headline: {h['n_ok']} of {h['n']} metrics" in text
-    assert "p_adjusted" not in page  # comparison.json without it: no column
+    assert f"{h['n_improved']} significantly improved, {h['n_degraded']} significantly degraded" in text
+    assert f"study's rule (no test): {h['n_ok']} of {h['n']} headline metrics" in text
 
 
-def test_adjusted_p_decision_and_notes_appear_when_comparison_has_them(tmp_path):
-    root = make_experiment(tmp_path / "exp", seeds=(0, 1), p_adjusted=True)
+def test_holm_p_decision_and_notes_come_from_comparison_json(tmp_path):
+    root = make_experiment(tmp_path / "exp", seeds=(0, 1))
     c = json.loads((root / "comparison.json").read_text())
+    c["rows"][0].update(p_value=0.001, p_adjusted=0.004, decision="improved")
     write_json_atomic(root / "comparison.json", {**c, "notes": ["smollm2-135m: the evaluations differ in limit"]})
     page = page_of(root)
     assert "note: smollm2-135m: the evaluations differ in limit" in section_text(page, "comparison")
     table = re.search(r'<table class="comparison">(.*?)</table>', page, re.S).group(1)
-    assert cells(table, "th")[-2:] == ["p_adjusted", "decision"]
+    assert cells(table, "th")[-4:] == ["test", "p → Holm p", "decision", "Δ/base"]
     first = cells(re.findall(r"<tr[^>]*>(.*?)</tr>", table, re.S)[1])
-    assert first[-2:] == ["0.004", "forward better"]
+    assert first[-3:-1] == ["0.001 → 0.004", "improved"]
+    assert re.findall(r"<tr([^>]*)>", table)[1] == ' class="sig"'  # a decided row is highlighted
 
 
 def test_forest_plot_groups_rows_by_axis_with_one_scale_per_row(finished):
@@ -360,30 +358,27 @@ def test_forest_plot_groups_rows_by_axis_with_one_scale_per_row(finished):
     assert forest.count("rotate(45") == len(c["rows"])  # one diamond per metric
     eq = next(r for r in c["rows"] if r["metric"] == "loop_rate")
     lo, hi, source = interval(eq)
-    assert source == "Welch" and f"{eq['diff']:+.3g} [{lo:+.3g}, {hi:+.3g}] Welch" in forest
+    assert (lo, hi) == (eq["ci_low"], eq["ci_high"]) and source == "welch"
+    assert f"{eq['diff']:+.3g} [{lo:+.3g}, {hi:+.3g}] welch" in forest
     assert ">loop_rate ↓</text>" in forest
     assert "each row has its own symmetric axis" in section_text(page, "forest")
 
 
-def test_welch_interval_matches_the_t_table():
-    assert t_quantile(0.975, 4) == pytest.approx(2.7764, abs=1e-4)
-    assert t_quantile(0.975, 1e6) == pytest.approx(1.95996, abs=1e-4)
+def test_interval_is_the_one_comparison_json_gives():
     row = {"diff": 1.0, "forward_std": 1.0, "reverse_std": 1.0, "forward_n": 3, "reverse_n": 3}
-    lo, hi, source = interval(row)  # se = sqrt(2/3), df = 4
-    half = 2.7764 * math.sqrt(2 / 3)
-    assert (lo, hi, source) == (pytest.approx(1 - half, abs=1e-3), pytest.approx(1 + half, abs=1e-3), "Welch")
-    assert interval({**row, "ci_low": -0.5, "ci_high": 0.25, "test": "bootstrap"}) == (-0.5, 0.25, "bootstrap")
-    assert interval({**row, "forward_n": 1})[2] == "no interval"
-    assert interval({**row, "forward_std": 0.0, "reverse_std": 0.0})[2] == "no interval (no variance)"
+    assert interval({**row, "ci_low": -0.5, "ci_high": 0.25, "test": "paired_bootstrap"}) == (-0.5, 0.25,
+                                                                                            "paired bootstrap")
+    lo, hi, source = interval(row)  # none given: none drawn (the page computes no statistics of its own)
+    assert math.isnan(lo) and math.isnan(hi) and source == "no interval"
 
 
 def test_one_seed_uses_the_bootstrap_interval_of_comparison_json(tmp_path):
     root = make_experiment(tmp_path / "exp", seeds=(0,))
     c = json.loads((root / "comparison.json").read_text())
     row = next(r for r in c["rows"] if r["metric"] == "mc2")
-    assert row["test"] == "bootstrap"
+    assert row["test"] == "paired_bootstrap"
     forest = re.search(r'<figure class="forest">(.*?)</figure>', page_of(root), re.S).group(1)
-    assert f"{row['diff']:+.3g} [{row['ci_low']:+.3g}, {row['ci_high']:+.3g}] bootstrap" in forest
+    assert f"{row['diff']:+.3g} [{row['ci_low']:+.3g}, {row['ci_high']:+.3g}] paired bootstrap" in forest
 
 
 def test_samples_show_one_reply_per_direction_at_the_selected_step(finished):
@@ -523,7 +518,7 @@ def test_report_of_an_experiment_in_the_terminal_shows_its_runs_and_evaluations(
     out = console.file.getvalue()
     assert out.splitlines()[0].startswith("hmx-mlx report · forward-s0, forward-s1, forward-s2, reverse-s0")
     assert "7 evaluation(s)" in out and "smollm2-135m (base 1, forward 3, reverse 3 evaluations)" in out
-    assert "note:" not in out
+    assert "is not here" not in out and "has no evaluation yet" not in out  # every run and evaluation found
 
 
 def test_an_experiment_is_reported_alone(finished, tmp_path):

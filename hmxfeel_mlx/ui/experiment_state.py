@@ -22,7 +22,6 @@ from pathlib import Path
 
 from ..errors import HmxError
 from ..evals.compare import Row, read_eval
-from ..evals.stats import t_cdf
 from .state import RunState, open_run, selection
 from .svg import finite
 
@@ -183,28 +182,10 @@ def row_of(d: dict) -> Row:
     return Row(**values)
 
 
-def t_quantile(p: float, df: float) -> float:
-    """Student-t quantile by bisection on ``stats.t_cdf`` (p > 0.5)."""
-    lo, hi = 0.0, 1e4
-    for _ in range(100):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if t_cdf(mid, df) < p else (lo, mid)
-    return (lo + hi) / 2
-
-
 def interval(d: dict) -> tuple[float, float, str]:
-    """The row's 95% interval: comparison.json's when it has one, else Welch's from the seeds' means,
-    standard deviations and counts (the interval that goes with its p-value); NaN when none exists."""
+    """The row's 95% interval of forward - reverse as comparison.json gives it (every test of
+    `hmx-mlx compare` has one), with the test's name; NaN and "no interval" when it has none."""
     lo, hi = _f(d.get("ci_low")), _f(d.get("ci_high"))
     if finite(lo) and finite(hi):
-        return lo, hi, str(d.get("test") or "interval")
-    nf, nr = _f(d.get("forward_n")), _f(d.get("reverse_n"))
-    fs, rs, diff = _f(d.get("forward_std")), _f(d.get("reverse_std")), _f(d.get("diff"))
-    if not (nf >= 2 and nr >= 2 and finite(fs) and finite(rs) and finite(diff)):
-        return float("nan"), float("nan"), "no interval"
-    va, vb = fs * fs / nf, rs * rs / nr
-    if va + vb == 0:
-        return float("nan"), float("nan"), "no interval (no variance)"
-    df = (va + vb) ** 2 / (va * va / (nf - 1) + vb * vb / (nr - 1))
-    half = t_quantile(0.975, df) * math.sqrt(va + vb)
-    return diff - half, diff + half, "Welch"
+        return lo, hi, str(d.get("test") or "interval").replace("_", " ")
+    return float("nan"), float("nan"), "no interval"

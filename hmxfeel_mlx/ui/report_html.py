@@ -20,7 +20,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from ..evals.compare import HEADERS, Row, headline_text, table_cells
+from ..evals.compare import HEADERS, headline_lines, table_cells
 from ..runfolder import write_bytes_atomic
 from .experiment_state import (DRIFT_METRICS, STAGES, Experiment, RunEntry, comparison_rows, drift_of,
                                heldout_key, heldout_samples, interval, read_experiment, row_of, stage_of)
@@ -30,7 +30,6 @@ from .views import num, threshold_text
 
 SEED_COLORS = ["#1f6fb4", "#e07b00", "#2a9d3a", "#c2185b", "#6a4fb3", "#7a5a2f"]
 BETTER_COLOR, WORSE_COLOR, UNSURE_COLOR = "#1a7f37", "#c62828", "#8a8a8a"
-EXTRA_COLUMNS = ("p_adjusted", "decision")  # shown when comparison.json has them and ``Row`` does not
 TEXT_COLUMNS = ("axis", "metric", "better", "test", "decision")  # left-aligned in the comparison table
 SAMPLE_QUESTIONS, SAMPLE_CHARS = 3, 1200
 
@@ -204,24 +203,12 @@ def pairs_section(exp: Experiment) -> str:
 
 
 # --------------------------------------------------------------- comparison
-def extra_columns(rows: list[dict]) -> list[str]:
-    own = {f.name for f in fields(Row)}
-    return [k for k in EXTRA_COLUMNS if k not in own and any(k in r for r in rows)]
-
-
-def _extra_cell(v) -> str:
-    if isinstance(v, float):
-        return num(v, ".3g")
-    return "-" if v is None else str(v)
-
-
 def comparison_section(exp: Experiment) -> str:
     title = "Comparison: base, forward (human-like), reverse (machine-like)"
     c = exp.comparison
     if c is None:
         return section("comparison", title, missing(exp, "comparison.json", "compare", "comparison"))
     rows = comparison_rows(c)
-    extras = extra_columns(rows)
     models = list(c.get("evaluations") or {}) or list(dict.fromkeys(str(r.get("model")) for r in rows))
     body = ""
     for model in models:
@@ -229,16 +216,17 @@ def comparison_section(exp: Experiment) -> str:
         counts = ", ".join(f"{esc(cond)} {len(v)}" for cond, v in evs.items())
         trs = []
         for d in (r for r in rows if str(r.get("model")) == model):
-            cells = table_cells(row_of(d)) + [_extra_cell(d.get(k)) for k in extras]
-            cls = ' class="sig"' if d.get("significant") else ""
+            cls = ' class="sig"' if d.get("decision") in ("improved", "degraded") else ""
             trs.append(f"<tr{cls}>" + "".join(cell(v, "" if h in TEXT_COLUMNS else "num")
-                                             for h, v in zip(HEADERS + extras, cells)) + "</tr>")
-        body += f"<h3>{esc(model)} ({counts} evaluations)</h3>" + table(HEADERS + extras, trs, "comparison")
-        body += f'<p class="headline">{esc(headline_text((c.get("headlines") or {}).get(model, {})))}</p>'
+                                             for h, v in zip(HEADERS, table_cells(row_of(d)))) + "</tr>")
+        body += f"<h3>{esc(model)} ({counts} evaluations)</h3>" + table(HEADERS, trs, "comparison")
+        lines = headline_lines((c.get("headlines") or {}).get(model, {}))
+        body += '<p class="headline">' + "<br>".join(esc(x) for x in lines) + "</p>"
     if rows:
         body += ('<p class="keys">As <code>hmx-mlx compare</code>: forward and reverse are mean ± std over seeds; '
-                 "* and a highlighted row: significant (Welch p &lt; 0.05, or a 95% interval excluding 0); "
-                 "rel. change = (forward − reverse) / |reverse|; (info): not part of the headline.</p>")
+                 "a highlighted row: significantly improved or degraded (Holm-adjusted p &lt; 0.05 and a 95% interval "
+                 "excluding 0; see docs/statistics.md); Δ/base = (forward − reverse) / |base|; (info): not part of "
+                 "the headline.</p>")
     else:
         body += placeholder("comparison.json has no row (no evaluation had a metric with a spec).")
     notes = [str(n) for n in c.get("notes") or []]
@@ -252,8 +240,8 @@ def forest_row(d: dict) -> ForestRow:
     lo, hi, source = interval(d)
     diff = float(d["diff"]) if finite(d.get("diff")) else float("nan")
     higher = d.get("higher_is_better", True)
-    excludes = finite(lo) and (lo > 0 or hi < 0)
-    color = UNSURE_COLOR if not excludes else (BETTER_COLOR if (diff > 0) == bool(higher) else WORSE_COLOR)
+    decision = d.get("decision")
+    color = {"improved": BETTER_COLOR, "degraded": WORSE_COLOR}.get(decision, UNSURE_COLOR)
     label = f"{d.get('metric')} {'↑' if higher else '↓'}"
     if not finite(diff):
         return ForestRow(label, diff, lo, hi, UNSURE_COLOR, "no value on one side")
@@ -272,16 +260,16 @@ def forest_section(exp: Experiment) -> str:
     for d in rows:
         name = str(d.get("axis")) if len(models) == 1 else f"{d.get('model')} · {d.get('axis')}"
         groups.setdefault(name, []).append(forest_row(d))
-    explain = ("<p>Each diamond is a metric's mean difference forward − reverse with its 95% interval (bootstrap "
-               "from comparison.json, or Welch's t interval computed from the seeds' mean, standard deviation and "
-               "count). Metrics live on different scales, so <b>each row has its own symmetric axis</b> from −R to "
+    explain = ("<p>Each diamond is a metric's mean difference forward − reverse with its 95% interval, as "
+               "<code>hmx-mlx compare</code> computed it (McNemar/Newcombe or a paired bootstrap over items with one "
+               "seed a side, Welch over seeds otherwise). Metrics live on different scales, so <b>each row has its own symmetric axis</b> from −R to "
                "+R (R printed at both ends) centred on 0 = no difference: read each interval against its own zero "
                "line, and the printed numbers for sizes; lengths are not comparable between rows. Colour: "
-               f'<span style="color:{BETTER_COLOR}">forward better</span> or '
-               f'<span style="color:{WORSE_COLOR}">forward worse</span> '
-               "(by the metric's better direction, ↑ or ↓) "
-               f'with an interval that excludes 0; <span style="color:{UNSURE_COLOR}">grey</span>: the interval '
-               "includes 0 or there is none.</p>")
+               f'<span style="color:{BETTER_COLOR}">forward significantly better</span> or '
+               f'<span style="color:{WORSE_COLOR}">significantly worse</span> '
+               "(by the metric's better direction, ↑ or ↓; Holm-adjusted p &lt; 0.05 and an interval excluding 0, "
+               f'the comparison\'s decision); <span style="color:{UNSURE_COLOR}">grey</span>: no significant change, '
+               "or not tested.</p>")
     plot = forest_plot(list(groups.items()), "forward minus reverse per metric with 95% intervals")
     return section("forest", title, explain + f'<figure class="forest">{plot}</figure>')
 
