@@ -43,7 +43,7 @@ from typing import Any, Sequence
 from ..errors import HmxError
 from . import stats
 from .axes import AXIS_ORDER, EVAL_SCHEMA, clean
-from .pairing import Unpaired, item_values, pair_items, records_of
+from .item_pairs import Unpaired, item_values, pair_items, records_of
 
 CONDITIONS = ("base", "forward", "reverse")
 MIN_BOOTSTRAP_PAIRS = 10  # below this the percentile bootstrap's coverage is far from 95%: no test

@@ -1,6 +1,6 @@
-"""Per-item alignment of forward and reverse records (evals.pairing)."""
+"""Per-item alignment of forward and reverse records (evals.item_pairs)."""
 
-from hmxfeel_mlx.evals.pairing import Paired, Unpaired, item_values, key_kind, pair_items, records_of, unit_values
+from hmxfeel_mlx.evals.item_pairs import Paired, Unpaired, item_values, key_kind, pair_items, records_of, unit_values
 
 
 def recs(values, ids=None, prompts=None, field="correct"):
