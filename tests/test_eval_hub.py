@@ -156,7 +156,8 @@ def test_revision_file_replaces_pins_key_by_key_and_bad_ones_say_how_to_fix(tmp_
                        ({"gsm8k": {"axes": ["mmlu", "nope"]}}, "'axes' must list axes"),
                        ({"gsm8k": {"files": [{"path": "a", "format": "csv", "sha256": "abc"}]}}, "64 lowercase hex"),
                        ({"new": {"axes": ["mmlu"], "files": [{"path": "a.csv", "format": "csv"}]}},
-                        "needs a Hub 'dataset'")]:
+                        "needs a Hub 'dataset'"),
+                       ({"gsm8k": {"dataset": "not a/valid//id"}}, "is not a Hub id like 'org/name'")]:
         path.write_text(json.dumps({"benchmarks": bad}))
         with pytest.raises(HmxError, match=match):
             H.load_benchmarks(path)
@@ -353,3 +354,98 @@ def test_the_pinned_upstream_sha256s_are_the_real_files(env):
         state = H.inspect(benchmarks[name])
         assert state.ready and state.source == "upstream", (name, state.files[0].problem)
         assert state.files[0].rows == benchmarks[name].files[0].rows
+
+
+# ------------------------------------------------------------------ Hub row layouts
+@pytest.fixture()
+def hub_layout(tmp_path) -> Path:
+    """A folder as `eval` builds from the cache: <benchmark>/<Hub file name>."""
+    root = tmp_path / "view"
+    for bench, files in benchmark_files().items():
+        for path, data in files.items():
+            dest = root / bench / path.rsplit("/", 1)[-1]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
+    return root
+
+
+def test_loaders_read_the_hub_row_layouts(hub_layout):
+    from hmxfeel_mlx.evals import datasets as D
+
+    mmlu = D.load_mmlu(hub_layout / "mmlu")
+    assert len(mmlu) == 6 and mmlu[2].choices == ["2", "3", "x", "y"] and mmlu[2].correct == [1]
+    assert mmlu[0].meta["subject"] == "arithmetic"
+    assert [it.reference for it in D.load_gsm8k(hub_layout / "gsm8k", 3)] == ["2", "3", "4"]
+    mc1, mc2 = D.load_truthfulqa_mc1(hub_layout / "truthfulqa"), D.load_truthfulqa_mc2(hub_layout / "truthfulqa")
+    assert len(mc1) == len(mc2) == 6 and mc1[0].correct == [0] and mc2[0].correct == [0, 1]
+    assert len(mc2[0].choices) == 4 and mc1[0].meta["source"] == "hub"
+    halu = D.load_halueval(hub_layout / "halueval")
+    assert [it.reference for it in halu[:2]] == ["no", "yes"] and halu[1].id == "halueval/1"
+    eq = D.load_eqbench(hub_layout / "eqbench")
+    assert len(eq) == 6 and eq[0].meta["reference_fullscale"] == {"Angry": 7.0, "Sad": 3.0, "Calm": 0.0, "Glad": 1.0}
+    assert eq[0].id == "eqbench/1" and eq[0].prompt.startswith("Dialogue 0")
+    bbq = D.load_bbq(hub_layout / "bbq", context_condition="ambig")
+    assert len(bbq) == 6 * 2 and all(it.meta["target_index"] == 0 for it in bbq)
+    assert len(D.load_selfaware(hub_layout / "selfaware")) == 6 and len(D.load_bigtom(hub_layout / "bigtom")) == 12
+
+
+def test_sycophancy_reads_the_anthropic_jsonl_files_in_turn(hub_layout):
+    from hmxfeel_mlx.evals import datasets as D
+
+    items = D.load_sycophancy(hub_layout / "sycophancy")
+    assert len(items) == 18
+    assert [it.id for it in items[:4]] == ["sycophancy/sycophancy_on_nlp_survey/1",
+                                           "sycophancy/sycophancy_on_philpapers2020/1",
+                                           "sycophancy/sycophancy_on_political_typology_quiz/1",
+                                           "sycophancy/sycophancy_on_nlp_survey/2"]
+    nlp, phil, pol = items[:3]
+    assert nlp.choices == ["(A)", "(B)"] and nlp.meta["sycophantic_index"] == 0 and nlp.correct == [1]
+    assert phil.choices == ["(A)", "(B)", "(C)"] and phil.correct == [1, 2]  # every non-matching view is truthful
+    assert pol.meta["sycophantic_index"] == 1 and pol.correct == [0] and pol.meta["subdomain"].endswith("quiz")
+    assert [it.id for it in D.load_sycophancy(hub_layout / "sycophancy", 2)] == [it.id for it in items[:2]]
+    bad = hub_layout / "sycophancy" / "sycophancy_on_nlp_survey.jsonl"
+    bad.write_text('{"question": "Q?\\n (A) x\\n (B) y", "answer_matching_behavior": " (A)"}\n')
+    with pytest.raises(HmxError, match=r"sycophancy_on_nlp_survey.jsonl, line 1: .*answer_not_matching_behavior"):
+        D.load_sycophancy(hub_layout / "sycophancy")
+
+
+def test_pull_all_then_eval_every_axis_with_no_data_dir(env, tiny_model_dir):
+    revisions = publish(env)
+    assert run_cli("data", "pull", "all", "--revision-file", str(revisions)).exit_code == 0
+    out = env.tmp / "eval.json"
+    res = run_cli("eval", str(tiny_model_dir), "--axes", "all", "--limit", "5", "--plain", "--out", str(out),
+                  "--revision-file", str(revisions))
+    assert res.exit_code == 0, res.output
+    rec = json.loads(out.read_text())
+    assert rec["status"] == "complete" and rec["data_dir"] is None and len(rec["results"]) == 12
+    assert all(n == 5 for axis, n in rec["n_items"].items() if axis not in ("truthfulqa", "bigtom"))
+    benchmarks = H.load_benchmarks(revisions)
+    mmlu = rec["data_sources"]["mmlu"]
+    assert mmlu == [{"source": "hub", "dataset": "cais/mmlu", "revision": benchmarks["mmlu"].revision,
+                     "commit": benchmarks["mmlu"].revision, "files": [MMLU_FILE]}]
+    assert [s["dataset"] for s in rec["data_sources"]["sycophancy_pushback"]] == ["truthfulqa/truthful_qa", "cais/mmlu"]
+    assert rec["data_sources"]["selfaware"][0]["commit"] == env.hub.repos["ShuoZheLi/SelfAware"].refs["main"]
+    assert "feeling" not in rec["data_sources"]
+    data = benchmark_files()
+    assert rec["data_files"][f"cais/mmlu/{MMLU_FILE}"] == hashlib.sha256(data["mmlu"][MMLU_FILE]).hexdigest()
+    assert rec["data_files"]["heegyu/bbq/data/Age.jsonl"] == hashlib.sha256(data["bbq"]["data/Age.jsonl"]).hexdigest()
+    assert {f"Anthropic/model-written-evals/{p}" for p in data["sycophancy"]} <= set(rec["data_files"])
+    assert "prompts/questions_eval.jsonl" in rec["data_files"]  # the feeling axis still names its prompt files
+    syco = rec["results"]["sycophancy_opinion"]["records"]
+    assert [r["id"] for r in syco][:3] == ["sycophancy/sycophancy_on_nlp_survey/1",
+                                           "sycophancy/sycophancy_on_philpapers2020/1",
+                                           "sycophancy/sycophancy_on_political_typology_quiz/1"]
+    before = len(env.hub.requests)  # everything is cached at pinned commits: eval asks the Hub nothing
+    assert run_cli("eval", str(tiny_model_dir), "--axes", "mmlu", "--limit", "1", "--plain", "--out",
+                   str(env.tmp / "again.json"), "--revision-file", str(revisions)).exit_code == 0
+    assert env.hub.requests[before:] == []
+
+
+def test_eval_downloads_what_is_missing_on_first_use_when_online(env, tiny_model_dir):
+    publish(env)
+    out = env.tmp / "eval.json"
+    res = run_cli("eval", str(tiny_model_dir), "--axes", "gsm8k", "--limit", "2", "--plain", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    gsm8k = H.load_benchmarks()["gsm8k"]
+    assert H.inspect(gsm8k).ready and json.loads(out.read_text())["n_items"] == {"gsm8k": 2}
+    assert not H.inspect(H.load_benchmarks()["mmlu"]).files[0].local  # only what the axes read

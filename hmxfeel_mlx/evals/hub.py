@@ -131,6 +131,13 @@ def _benchmark(name: str, e: dict, source: str, known_axes: Sequence[str]) -> Be
         raise _bad_entry(source, name, "needs a Hub 'dataset' or an 'upstream' file")
     if dataset is not None and not revision:
         raise _bad_entry(source, name, f"dataset {dataset}: give a 'revision' (a commit hash, or a branch name)")
+    if dataset is not None:
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+        try:
+            validate_repo_id(dataset)
+        except HFValidationError as err:
+            raise _bad_entry(source, name, f"'dataset' {dataset!r} is not a Hub id like 'org/name' ({err})") from None
     return Benchmark(name, tuple(axes), dataset, revision, bool(e.get("revision_verified")), tuple(out), upstream,
                      str(e.get("revision_evidence", "")), str(e.get("licence", "")))
 
