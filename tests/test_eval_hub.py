@@ -194,7 +194,8 @@ def test_pull_fills_the_hf_cache_and_list_shows_it(env):
     assert blob.name in table  # piped: full width, the whole sha256 on one line
     assert "heegyu/bbq@5d6faae5" in table and "data/Sexual_orientation.jsonl" in table
     md = run_cli("data", "list", "mmlu", "--format", "markdown").output.splitlines()
-    assert md[0] == "| benchmark | source | file | rows | sha256 | status |" and len(md) == 3
+    assert md[0] == "| benchmark | axes | source | file | rows | sha256 | status |" and len(md) == 3
+    assert md[2].startswith("| mmlu | mmlu,sycophancy_pushback | cais/mmlu@c30699e8 | all/test-00000-of-00001.parquet")
     assert run_cli("data", "list", "gsm8k", "--format", "csv").output.startswith("benchmark,axes,source,")
 
 

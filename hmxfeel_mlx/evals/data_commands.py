@@ -13,7 +13,7 @@ import json
 import click
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-LIST_COLUMNS = ("benchmark", "source", "file", "rows", "sha256", "status")
+LIST_COLUMNS = ("benchmark", "axes", "source", "file", "rows", "sha256", "status")
 
 revision_option = click.option(
     "--revision-file", type=click.Path(path_type=str), default=None, envvar="HMX_MLX_REVISIONS",
@@ -64,12 +64,16 @@ def _table(rows: list[dict], short_sha: bool):
     table = Table(title="benchmark data")
     for col in LIST_COLUMNS:
         table.add_column(col, justify="right" if col == "rows" else "left", overflow="fold")
+    previous = None
     for r in rows:
         rows_text = "" if r["rows"] is None else str(r["rows"])
         if r["expected_rows"] is not None and r["rows"] != r["expected_rows"]:
             rows_text += f" (expected {r['expected_rows']})"
         sha = r["sha256"][:12] + "…" if short_sha and r["sha256"] else r["sha256"]
-        table.add_row(r["benchmark"], r["source"], r["file"], rows_text.strip(), sha, r["status"])
+        first = r["benchmark"] != previous  # a benchmark's name, axes and source once, on its first file
+        previous = r["benchmark"]
+        table.add_row(r["benchmark"] if first else "", r["axes"].replace(",", ", ") if first else "",
+                      r["source"] if first else "", r["file"], rows_text.strip(), sha, r["status"])
     return table
 
 
