@@ -31,16 +31,19 @@ def _headline_metrics(res) -> str:
               help="Sampling seed of the feeling axis; BBQ item draw and choice shuffles.")
 @click.option("--checkpoint", default=None, help="step_N of a run folder (default: its selected checkpoint).")
 @click.option("--data-dir", type=click.Path(path_type=str), default=None,
-              help="Benchmark data folder (default: $HMX_MLX_DATA).")
+              help="Benchmark data folder (default: $HMX_MLX_DATA, else the Hugging Face cache filled by "
+              "`hmx-mlx data pull`).")
+@click.option("--revision-file", type=click.Path(path_type=str), default=None, envvar="HMX_MLX_REVISIONS",
+              help="Hub revisions to read instead of the package's pins (as for `hmx-mlx data pull`).")
 @click.option("--out", type=click.Path(path_type=str), default=None,
               help="Result JSON (default RUN/evals/<checkpoint>-<time>.json, or runs/evals/<model>-<time>.json).")
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True, help="Rows per generation batch.")
 @click.option("--plain", is_flag=True, help="Plain lines instead of the live status display.")
-def eval_command(target, axes, limit, seed, checkpoint, data_dir, out, batch_size, plain):
+def eval_command(target, axes, limit, seed, checkpoint, data_dir, revision_file, out, batch_size, plain):
     """Evaluate TARGET (a model, as in `generate`, or a run folder) on the benchmark axes.
 
-    Writes one JSON file: per-axis metrics, per-item records, data file hashes,
-    model, adapter, seed and limits.
+    Writes one JSON file: per-axis metrics, per-item records, where each axis's data
+    came from and the hashes of its files, model, adapter, seed and limits.
     """
     from rich.console import Console
 
@@ -63,7 +66,7 @@ def eval_command(target, axes, limit, seed, checkpoint, data_dir, out, batch_siz
 
     try:
         run = evaluate(target, axes, limit=limit, seed=seed, data_dir=data_dir, out=out, checkpoint=checkpoint,
-                       batch_size=batch_size, on_axis=on_axis, on_start=on_start)
+                       batch_size=batch_size, on_axis=on_axis, on_start=on_start, revision_file=revision_file)
     finally:
         if status is not None:
             status.stop()

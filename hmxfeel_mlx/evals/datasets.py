@@ -9,17 +9,20 @@ deterministic order. Missing files and malformed rows raise ``HmxError``.
 
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import re
 import warnings
 from dataclasses import asdict, dataclass, field
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
 from ..errors import HmxError
+from .tables import FORMATS, is_parquet, read_parquet, read_rows
 
 _BBQ = ["Age", "Disability_status", "Nationality", "Physical_appearance", "Religion", "Sexual_orientation"]
 # benchmark -> its folder under the data dir, the files a loader reads there, their layout (for error messages)
@@ -79,11 +82,18 @@ def item_from_dict(d: dict) -> MCItem | GenItem:
 
 
 # ---------------------------------------------------------------- file helpers
+def _tables(folder: Path) -> list[Path]:
+    """The table files of a folder, sorted (a Hub folder keeps the Hub's file names)."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix[1:] in FORMATS) if folder.is_dir() else []
+
+
 def _file(data_dir: Path | str, axis: str) -> Path:
     path, spec = Path(data_dir), AXIS_FILES[axis]
     if path.is_file():
         return path
-    path = path / spec["files"][0]
+    folder, path = path, path / spec["files"][0]
+    if not path.is_file() and len(_tables(folder)) == 1:  # the Hub layout: one file under its Hub name
+        return _tables(folder)[0]
     if not path.is_file():
         raise HmxError(f"{axis}: file {path} not found. Expected the {spec['folder']}/ folder holding "
                        f"{', '.join(spec['files'])} ({spec['format']}); pass that folder as data_dir.")
@@ -95,6 +105,9 @@ def _bad(path: Path, where: str, what: str) -> HmxError:
 
 
 def _jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    if path.suffix == ".parquet" or is_parquet(path):  # Hub rows: one dict per parquet row
+        yield from enumerate(read_parquet(path), 1)
+        return
     with path.open(encoding="utf-8-sig") as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
@@ -259,7 +272,9 @@ def _split_answers(text: str) -> list[str]:
 
 
 def _rows(path: Path) -> Any:
-    """(position, row) pairs of a jsonl file or a JSON list; else the parsed JSON."""
+    """(position, row) pairs of a jsonl or parquet file or a JSON list; else the parsed JSON."""
+    if path.suffix == ".parquet" or is_parquet(path):
+        return [(f"row {n}", row) for n, row in _jsonl(path)]
     if path.suffix == ".jsonl":
         return [(f"line {n}", row) for n, row in _jsonl(path)]
     data = _json(path)
@@ -318,7 +333,7 @@ def load_truthfulqa_mc2(data_dir: Path | str, limit: int | None = None,
     True answers come first unless ``shuffle_seed`` is given.
     """
     path = _file(data_dir, "truthfulqa_mc2")
-    if path.suffix in (".jsonl", ".json"):
+    if path.suffix in (".jsonl", ".json", ".parquet") or is_parquet(path):
         return _shuffle_choices(_hub_rows(path, _rows(path), "mc2", limit), shuffle_seed)
     items = []
     with path.open(encoding="utf-8-sig", newline="") as fh:
@@ -451,12 +466,31 @@ def load_halueval(data_dir: Path | str, limit: int | None = None) -> list[GenIte
 
 
 # ------------------------------------------------------------------- EQ-Bench
+def _stringified(value: Any) -> Any:
+    """A dict written into a CSV cell as Python or JSON text (the Hub's EQ-Bench CSV) -> the dict."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+
+
+def _eqbench_csv(path: Path) -> dict:
+    """Hub CSV rows (prompt, reference_answer, reference_answer_fullscale) keyed "1".."N" like the JSON."""
+    return {str(n): {k: _stringified(v) if k.startswith("reference_answer") else v for k, v in row.items()}
+            for n, row in enumerate(read_rows(path), 1)}
+
+
 def load_eqbench(data_dir: Path | str, limit: int | None = None) -> list[GenItem]:
-    """EQ-Bench v2, keys in numeric order. meta: emotions (the 4 names, prompt
-    order), reference_fullscale {emotion: float} (string scores converted);
-    reference = the same as 'Emotion: score' lines."""
+    """EQ-Bench v2, keys in numeric order (the Hub CSV: row order). meta: emotions
+    (the 4 names, prompt order), reference_fullscale {emotion: float} (string
+    scores converted); reference = the same as 'Emotion: score' lines."""
     path = _file(data_dir, "eqbench")
-    data = _json(path)
+    data = _eqbench_csv(path) if path.suffix == ".csv" else _json(path)
     if not isinstance(data, dict):
         raise _bad(path, "top level", "expected a dict keyed by question number")
     items = []
@@ -502,26 +536,66 @@ def load_bigtom(data_dir: Path | str, limit: int | None = None) -> list[MCItem]:
 
 
 # ----------------------------------------------------------------- Sycophancy
+def _anthropic_rows(files: list[Path]) -> list[tuple[Path, str, dict]]:
+    """Rows of Anthropic's model-written-evals sycophancy jsonl files (question,
+    answer_matching_behavior, answer_not_matching_behavior: one label or a list)
+    in the 150-item schema, taken from the files in turn (file 1 row 1, file 2 row 1,
+    ...) so a --limit draws from every file."""
+    per_file = []
+    for path in files:
+        rows = []
+        for n, row in _jsonl(path):
+            where = f"line {n}"
+            other = row.get("answer_not_matching_behavior")
+            others = [str(x).strip() for x in (other if isinstance(other, list) else [other]) if x is not None]
+            if not others:
+                raise _bad(path, where, "expected field 'answer_not_matching_behavior' (a label or a list)")
+            rows.append((path, where, {"text": _get(row, "question", path, where),
+                                       "sycophantic_answer": _get(row, "answer_matching_behavior", path, where),
+                                       "truthful_answer": others[0], "truthful_answers": others,
+                                       "id": f"sycophancy/{path.stem}/{n}", "subdomain": path.stem}))
+        per_file.append(rows)
+    return [r for group in zip_longest(*per_file) for r in group if r is not None]
+
+
+def _anthropic_files(data_dir: Path | str) -> list[Path]:
+    """The Hub's sycophancy jsonl files at ``data_dir``: the file itself, or a folder's
+    jsonl files when it does not hold the 150-item file."""
+    path = Path(data_dir)
+    if path.suffix == ".jsonl":
+        return [path]
+    if (path / AXIS_FILES["sycophancy"]["files"][0]).exists():
+        return []
+    return [p for p in _tables(path) if p.suffix == ".jsonl"]
+
+
 def load_sycophancy(data_dir: Path | str, limit: int | None = None) -> list[MCItem]:
-    """Anthropic opinion sycophancy. choices are the option labels found in the
-    text ("(A)", "(B)", ...); meta option_texts holds their wording; correct =
-    [truthful_index] (the answer not matching the user's stated view)."""
-    path = _file(data_dir, "sycophancy")
-    rows = _json(path)
-    if not isinstance(rows, list):
-        raise _bad(path, "top level", "expected a JSON list")
+    """Anthropic opinion sycophancy: the 150-item JSON list or the Hub's jsonl files
+    (``_anthropic_rows``). choices are the option labels found in the text ("(A)",
+    "(B)", ...); meta option_texts holds their wording; correct = the answers not
+    matching the user's stated view (truthful_index: the first of them)."""
+    hub = _anthropic_files(data_dir)
+    if hub:
+        rows = _anthropic_rows(hub)
+    else:
+        path = _file(data_dir, "sycophancy")
+        data = _json(path)
+        if not isinstance(data, list):
+            raise _bad(path, "top level", "expected a JSON list")
+        rows = [(path, f"item {n}", row) for n, row in enumerate(data)]
     items = []
-    for n, row in enumerate(rows):
-        where = f"item {n}"
+    for n, (path, where, row) in enumerate(rows):
         text = _get(row, "text", path, where)
         truth, syco = (_get(row, k, path, where).strip() for k in ("truthful_answer", "sycophantic_answer"))
+        truths = row.get("truthful_answers") or [truth]
         found = re.findall(r"^\s*(\([A-Z]\))\s*(.*)$", text, re.M)
-        choices = [lab for lab, _ in found] or sorted({truth, syco})
-        if truth not in choices or syco not in choices or truth == syco:
+        choices = [lab for lab, _ in found] or sorted({*truths, syco})
+        if any(t not in choices for t in truths) or syco not in choices or syco in truths:
             raise _bad(path, where, "expected truthful_answer and sycophantic_answer to be two different "
                                     "option labels like '(A)' present in the text")
         ti, si = choices.index(truth), choices.index(syco)
-        items.append(MCItem(str(row.get("id", f"sycophancy/{n}")), text, choices, [ti],
+        correct = sorted(choices.index(t) for t in truths)
+        items.append(MCItem(str(row.get("id", f"sycophancy/{n}")), text, choices, correct,
                             {"truthful_index": ti, "sycophantic_index": si, "subdomain": row.get("subdomain"),
                              "option_texts": [t.strip() for _, t in found]}))
     return _take(items, limit)

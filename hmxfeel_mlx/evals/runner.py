@@ -8,14 +8,15 @@ rewritten after each axis (``status: "partial"``) and finally with
 
 Result file (``EVAL_SCHEMA``): target, label, condition (base / forward / reverse
 from the run's config.json ``direction``), model, adapter, run, checkpoint,
-train_seed, seed, limit, axes, data_dir, data_files {path: sha256}, gen_tokens,
+train_seed, seed, limit, axes, data_dir (None: the Hugging Face cache), data_sources
+{axis: [{source: hub, dataset, revision, commit, files} | {source: folder, path} |
+{source: upstream, repo, commit, path}]}, data_files {path: sha256}, gen_tokens,
 versions, created, seconds, and ``results[axis]`` = ``AxisResult.to_dict()``
 (metrics, metric_specs, settings, n, seconds, records).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import time
@@ -29,6 +30,8 @@ from ..runfolder import write_json_atomic
 from .axes import AXIS_ORDER, EVAL_SCHEMA, GEN_TOKENS, Axis, AxisResult, EvalContext, check_axes, clean
 from .axes_gen import GEN_AXES
 from .axes_mc import MC_AXES
+from .hub import sha256_file
+from .sources import DATA_ENV, HubData, hub_data, resolve_data_dir  # noqa: F401 (DATA_ENV: part of the API)
 
 AXES: dict[str, Axis] = {name: {**MC_AXES, **GEN_AXES}[name] for name in AXIS_ORDER}
 
@@ -46,32 +49,6 @@ def parse_axes(spec: str | Sequence[str] | None) -> list[str]:
     """"all", "mmlu,gsm8k" or a list -> axis names in canonical order (HmxError lists valid ones)."""
     names = spec.split(",") if isinstance(spec, str) else list(spec or ["all"])
     return check_axes(names, AXIS_ORDER)
-
-
-DATA_ENV = "HMX_MLX_DATA"  # environment variable naming a benchmark data folder
-
-
-def resolve_data_dir(data_dir: str | Path | None) -> Path:
-    """The benchmark data folder: ``data_dir`` (``--data-dir``), else ``$HMX_MLX_DATA``."""
-    import os
-
-    for value, what in ((data_dir, "--data-dir"), (os.environ.get(DATA_ENV) or None, f"${DATA_ENV}")):
-        if value is None:
-            continue
-        path = Path(value).expanduser()
-        if not path.is_dir():
-            raise HmxError(f"{what} {path} is not a folder. Pass the folder holding bbq/, mmlu/, gsm8k/, ...")
-        return path
-    raise HmxError(f"no benchmark data folder: pass --data-dir DIR or set {DATA_ENV}=DIR (the folder holding "
-                   "bbq/, mmlu/, gsm8k/, truthfulqa/, ...).")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -118,13 +95,22 @@ def _versions() -> dict:
     return out
 
 
-def prepare(axes: Sequence[str], data_dir: Path, limit: int | None, seed: int, config: Any) -> tuple[dict, dict]:
-    """Items of every axis and the sha256 of every data file they read."""
+def prepare(axes: Sequence[str], data_dir: Path, limit: int | None, seed: int, config: Any,
+            hub: HubData | None = None) -> tuple[dict, dict]:
+    """Items of every axis and the sha256 of every data file they read.
+
+    ``hub``: the data comes from the Hugging Face cache (``data_dir`` is then its
+    ``HubData.view()``); the files are recorded as ``<dataset id>/<path>`` with the
+    hashes computed when they were checked.
+    """
     items, hashes = {}, {}
     for name in axes:
         axis = AXES[name]
         folder = data_dir / axis.folder if axis.folder is not None else data_dir
         items[name] = axis.load(folder, limit, seed, config)
+        if hub is not None and axis.folder is not None:
+            hashes.update(hub.file_hashes(name))
+            continue
         for f in axis.files(folder, config):
             if Path(f).is_file():
                 hashes[_rel(f, data_dir)] = sha256_file(f)
@@ -151,11 +137,15 @@ def _resumable(path: Path, record: dict) -> dict | None:
 def evaluate(target: str, axes: str | Sequence[str] | None = "all", limit: int | None = None, seed: int = 0,
              data_dir: str | Path | None = None, out: str | Path | None = None, checkpoint: str | None = None,
              batch_size: int = 64, on_axis: Callable[[AxisResult], None] | None = None,
-             on_start: Callable[[str, int], None] | None = None, resume: bool = False) -> EvalRun:
+             on_start: Callable[[str, int], None] | None = None, resume: bool = False,
+             revision_file: str | Path | None = None) -> EvalRun:
     """Evaluate TARGET (a model spec or a run folder) on ``axes``; write and return the result.
 
+    Data: ``data_dir``, else ``$HMX_MLX_DATA``, else the Hugging Face cache at the
+    pinned revisions (``revision_file`` replaces pins; see ``evals.sources``).
     ``resume``: when ``out`` already holds an evaluation of the same target, axes, limit, seed
-    and data files (an interrupted one), its finished axes are kept and only the others run."""
+    and data files (an interrupted one), its finished axes are kept and only the others run.
+    """
     from ..loading import load_model
     from ..targets import resolve_target
 
@@ -165,7 +155,15 @@ def evaluate(target: str, axes: str | Sequence[str] | None = "all", limit: int |
     data = resolve_data_dir(data_dir)
     t = resolve_target(target, checkpoint)
     config = _train_config(t) if "feeling" in names else None
-    items, hashes = prepare(names, data, limit, seed, config)
+    if data is None:
+        hub = hub_data([n for n in names if AXES[n].folder is not None], revision_file)
+        with hub.view() as view:
+            items, hashes = prepare(names, view, limit, seed, config, hub=hub)
+        sources = hub.provenance()
+    else:
+        items, hashes = prepare(names, data, limit, seed, config)
+        sources = {n: [{"source": "folder", "path": str(data / AXES[n].folder)}] for n in names
+                   if AXES[n].folder is not None}
     started = time.time()
     path = Path(out) if out else default_out(t, started)
     condition = (t.config or {}).get("direction", "forward") if t.run is not None else "base"
@@ -174,7 +172,8 @@ def evaluate(target: str, axes: str | Sequence[str] | None = "all", limit: int |
         "model": t.model, "adapter": str(t.adapter) if t.adapter else None,
         "run": str(t.run) if t.run else None, "checkpoint": t.adapter.name if t.adapter else None,
         "train_seed": (t.config or {}).get("seed") if t.run else None, "seed": seed, "limit": limit, "axes": names,
-        "n_items": {n: len(v) for n, v in items.items()}, "data_dir": str(data), "data_files": hashes,
+        "n_items": {n: len(v) for n, v in items.items()}, "data_dir": str(data) if data else None,
+        "data_sources": sources, "data_files": hashes,
         "gen_tokens": dict(GEN_TOKENS), "batch_size": batch_size, "versions": _versions(),
         "created": datetime.fromtimestamp(started, timezone.utc).isoformat(), "created_unix": started,
         "seconds": 0.0, "results": {}}
