@@ -13,7 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from .charts import LineChart, Series, sparkline
-from .state import RunState, selection, threshold
+from ..selection import CALIBRATED
+from .state import RunState, score_key, selection, threshold
 
 TRAIN_STYLE, HELDOUT_STYLE = "cyan", "magenta"
 BEST_STYLE, WORST_STYLE = "bold green", "red"
@@ -55,7 +56,8 @@ def reward_chart(state: RunState, height: int | None = None) -> LineChart:
     """Training reward per step and held-out score per evaluation, with the selection threshold;
     the x axis marks checkpoints (┴) and the selected one (▲)."""
     train = [(m["step"], m.get("reward_mean")) for m in state.train_metrics]
-    held = [(m["step"], m.get("eval_score")) for m in state.evals]
+    key = score_key(state)  # the score the threshold is on: calibrated when the run has it
+    held = [(m["step"], m.get(key)) for m in state.evals]
     selected = selection(state)["step"]
     marks = {m["step"]: "┴" for m in state.evals if m["step"] > 0}
     if selected is not None:
