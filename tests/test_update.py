@@ -100,7 +100,10 @@ def test_sampler_and_training_logprobs_agree_on_the_cpu(tiny_model_dir):
     cfg = config(tiny_model_dir, group_size=4, temperature=0.9, loss_type="dapo")
     attach_lora(loaded.model, cfg)
     qs = [Question("q1", "custom", "How do you feel today?"), Question("q2", "custom", "What do you hope for?")]
-    roll = sample_rollout(loaded.model, loaded.tokenizer, qs, 4, 8, 0.9, step_key(0, 1))
+    done = []
+    roll = sample_rollout(loaded.model, loaded.tokenizer, qs, 4, 8, 0.9, step_key(0, 1), max_batch=3,
+                          progress=done.append)
+    assert sum(done) == 2 * 4 * 8  # the progress reports add up to the token budget, in chunks too
     adv = np.array([1.0, -1.0, 0.5, -0.5, 0.3, -0.3, 1.2, -1.2])
     out = grpo_update(loaded.model, optim.SGD(learning_rate=0.1), build_value_and_grad(loaded.model, cfg), roll, adv,
                       cfg, pad_id=0)
