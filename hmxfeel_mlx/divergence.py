@@ -28,7 +28,6 @@ standard errors on a tiny model.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -38,6 +37,7 @@ import numpy as np
 from . import grpo
 from .completions import completion_logprobs, make_completion_batch
 from .judge import lora_disabled
+from .rollout import mean_and_stderr
 
 KL_ROWS = 8  # replies per forward pass (no gradients here, so more rows than an update chunk)
 
@@ -65,20 +65,13 @@ class KLEstimate:
         return asdict(self)
 
 
-def _mean_se(x: np.ndarray) -> tuple[float, float]:
-    if len(x) == 0:
-        return math.nan, math.nan
-    se = float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else math.nan
-    return float(x.mean()), se
-
-
 def summarize_kl(k1_rows, k3_rows, lengths, temperature: float) -> KLEstimate:
     """Per-reply sums of the k1 and k3 terms (and each reply's token count) -> the estimate."""
     k1, k3 = np.asarray(k1_rows, dtype=np.float64), np.asarray(k3_rows, dtype=np.float64)
     n_tokens = int(np.sum(lengths))
     per_tok = max(n_tokens, 1)
-    k3_mean, k3_se = _mean_se(k3)
-    k1_mean, k1_se = _mean_se(k1)
+    k3_mean, k3_se = mean_and_stderr(k3)
+    k1_mean, k1_se = mean_and_stderr(k1)
     return KLEstimate(float(temperature), float(k3.sum() / per_tok), float(k1.sum() / per_tok),
                       k3_mean, k3_se, k1_mean, k1_se, len(k1), n_tokens)
 
