@@ -31,6 +31,7 @@ off. So a resumed run reproduces the metrics of an uninterrupted one.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,6 +159,8 @@ def calibrate(loaded: LoadedModel, config: TrainConfig, templates: dict, paths: 
                              max_verdict_tokens=config.judge_max_tokens, max_batch=config.judge_batch,
                              progress=progress)
     save_calibration(path, result)
+    if result.warning:
+        print(f"judge calibration: {result.warning}", file=sys.stderr)
     return result
 
 
