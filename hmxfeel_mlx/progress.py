@@ -9,9 +9,10 @@ What `hmx-mlx train` prints when its output is not a terminal or with ``--plain`
 ("loading the model", "calibration", "base evaluation", "rollout", "judge", "update",
 "held-out evaluation", "checkpoint"), the part of it (sampling, judging, KL), the step,
 work done of the total in a unit (tokens of the sampling budget, replies, rows), when the
-stage started and when the file was written. It is written atomically and at most once per
-``min_interval`` seconds, however often the hot loops report, so a report costs a counter
-update and a clock read.
+stage started and when the file was written. It is written atomically: at once when a stage
+or a part begins (a handful of times per step, so the screen never shows a part that has
+ended), and otherwise at most once per ``min_interval`` seconds however often the hot loops
+report, so a report costs a counter update and a clock read.
 
 This module does not import MLX: `watch` uses it.
 """
@@ -113,9 +114,9 @@ PROGRESS_FILE = "progress.json"
 class ProgressFile:
     """The current stage's progress, written to ``path`` (nothing is written when it is None).
 
-    ``stage`` starts a stage, ``part`` a part of it with its total work and unit, ``advance``
-    (also the object's call, so it can be handed to generation and the judge as their
-    ``progress`` callback) adds work done. Every call may write, at most once per
+    ``stage`` starts a stage and ``part`` a part of it with its total work and unit (both are
+    written at once); ``advance`` (also the object's call, so it can be handed to generation
+    and the judge as their ``progress`` callback) adds work done and writes at most once per
     ``min_interval`` seconds; ``flush`` writes now."""
 
     def __init__(self, path: Path | None, min_interval: float = 1.0, clock: Callable[[], float] = time.time):
@@ -131,11 +132,11 @@ class ProgressFile:
               part: str | None = None) -> None:
         self.state.update(stage=name, step=step, part=part, done=0, total=int(total), unit=unit,
                           started=self.clock())
-        self._maybe_write()
+        self.flush()
 
     def part(self, name: str | None, total: int = 0, unit: str = "") -> None:
         self.state.update(part=name, done=0, total=int(total), unit=unit)
-        self._maybe_write()
+        self.flush()
 
     def advance(self, n: int = 1) -> None:
         self.state["done"] += int(n)

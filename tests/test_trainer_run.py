@@ -5,7 +5,6 @@ a resume with more steps rewrites config.json."""
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 
@@ -16,7 +15,6 @@ import hmxfeel_mlx.heldout as heldout
 import hmxfeel_mlx.rollout as rollout_mod
 import hmxfeel_mlx.trainer as trainer
 from hmxfeel_mlx.errors import HmxError
-from hmxfeel_mlx.progress import ProgressFile
 from hmxfeel_mlx.rollout import is_degenerate
 from hmxfeel_mlx.runfolder import read_jsonl
 from hmxfeel_mlx.trainer import resume_config, train
@@ -25,12 +23,6 @@ from test_trainer import SMALL_CALIBRATION, small_config, without_timing
 
 EVAL_KEYS = ("eval_score", "eval_score_se", "eval_score_cal", "eval_score_cal_se", "eval_kl", "eval_kl_k1",
              "eval_kl_reply", "eval_kl_reply_se", "eval_len")
-
-
-@pytest.fixture()
-def every_write(monkeypatch):
-    """progress.json written at every report (the tiny model's stages last milliseconds)."""
-    monkeypatch.setattr(trainer, "ProgressFile", functools.partial(ProgressFile, min_interval=0.0))
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +59,7 @@ def test_run_folder_interface(whole):
     assert json.loads((whole / "progress.json").read_text())["stage"] == "finished"
 
 
-def test_progress_is_written_during_the_base_evaluation(tiny_model_dir, tmp_path, monkeypatch, every_write):
+def test_progress_is_written_during_the_base_evaluation(tiny_model_dir, tmp_path, monkeypatch):
     seen = []
     real = heldout.sample_rollout
 
