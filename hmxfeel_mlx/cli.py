@@ -202,7 +202,8 @@ def _parse_settings(settings) -> dict:
 @click.option("--direction", type=click.Choice(["forward", "reverse"]), default="forward", show_default=True)
 @click.option("--calibration", type=click.Path(path_type=str), default=None, help="Calibration JSONL (default prompts/).")
 def judge_check(model, modes, template, direction, calibration):
-    """Score the labelled calibration set and report ROC-AUC and Spearman per mode."""
+    """Score the labelled calibration set: ROC-AUC and Spearman per mode, and the map from the
+    judge's raw score to the rubric's scale (machine-like 0, neutral 5, human-like 10) with its fit."""
     from pathlib import Path
 
     from rich.console import Console
@@ -210,23 +211,33 @@ def judge_check(model, modes, template, direction, calibration):
 
     from .calibration import judge_check as run_check
     from .config import model_preset
+    from .heldout import load_template
     from .loading import load_model
-    from .prompts import load_calibration, load_judge_template
+    from .prompts import load_calibration
 
     variant = template if template is not None else model_preset(model).get("judge_template", "")
-    tmpl = (load_judge_template(direction, variant) if variant in ("", "short", "fewshot")
-            else load_judge_template(direction, path=Path(variant)))
+    tmpl = load_template(direction, variant)
     rows = load_calibration(Path(calibration) if calibration else None)
     loaded = load_model(model)
     table = Table(title=f"judge-check {loaded.name} ({direction} rubric, template '{variant or 'default'}', {len(rows)} rows)")
-    for col in ("mode", "ROC-AUC", "Spearman", "mean human", "mean neutral", "mean machine", "unparsed", "seconds"):
+    for col in ("mode", "ROC-AUC", "Spearman", "raw human", "raw neutral", "raw machine", "cal human", "cal neutral",
+                "cal machine", "cal RMSE", "unparsed", "seconds"):
         table.add_column(col, justify="right" if col != "mode" else "left")
+    maps = []
     for mode in modes or ("text", "logprob"):
-        r = run_check(loaded.model, loaded.tokenizer, tmpl, rows, mode)
-        table.add_row(mode, f"{r.auc:.3f}", f"{r.spearman:.3f}", f"{r.mean_by_label['human']:.2f}",
-                      f"{r.mean_by_label['neutral']:.2f}", f"{r.mean_by_label['machine']:.2f}",
-                      str(r.unparsed), f"{r.seconds:.1f}")
-    Console().print(table)
+        r = run_check(loaded.model, loaded.tokenizer, tmpl, rows, mode, template_name=variant or "default")
+        raw, cal = r.mean_by_label, r.mean_calibrated
+        table.add_row(mode, f"{r.auc:.3f}", f"{r.spearman:.3f}", f"{raw['human']:.2f}", f"{raw['neutral']:.2f}",
+                      f"{raw['machine']:.2f}", f"{cal['human']:.2f}", f"{cal['neutral']:.2f}", f"{cal['machine']:.2f}",
+                      f"{r.rmse:.2f}", str(r.unparsed), f"{r.seconds:.1f}")
+        maps.append(f"{mode}: calibrated = {r.scale.describe()}  (slope {r.scale.slope:.4f}, intercept "
+                    f"{r.scale.intercept:.4f})" + (f"\n  warning: {r.warning}" if r.warning else ""))
+    console = Console()
+    console.print(table)
+    console.print("map (logistic, fitted to the anchors machine-like 0 / neutral 5 / human-like 10"
+                  + (", mirrored for the reverse rubric" if direction == "reverse" else "") + "):")
+    for line in maps:
+        console.print("  " + line, highlight=False)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -235,14 +246,21 @@ def judge_check(model, modes, template, direction, calibration):
 @click.option("--samples", type=click.IntRange(1), default=32, show_default=True, help="Replies per held-out question.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=str), default=None, help="Also write the result as JSON.")
-def heldout(target, checkpoint, samples, seed, out):
+@click.option("--calibration", type=click.Path(path_type=str), default=None,
+              help="Calibration JSONL for a model TARGET's judge scale (default: the run's set, or prompts/).")
+def heldout(target, checkpoint, samples, seed, out, calibration):
     """Held-out feeling score of TARGET (a model or a run folder): replies to the 10 held-out
-    questions judged by the frozen base model with the forward rubric, with mean ± standard error."""
+    questions judged by the frozen base model with the forward rubric, raw and calibrated (the
+    run's judge calibration, or one fitted now for a model), with mean ± standard error, and the
+    KL to the base at the sampling temperature."""
     from dataclasses import replace
     from pathlib import Path
 
+    from .calibration import CALIBRATION_FILE, judge_check as run_check, load_calibration_result
     from .config import resolve_config
+    from .judge import lora_disabled
     from .loading import load_model
+    from .prompts import load_calibration
     from .runfolder import write_json_atomic
     from .targets import resolve_target
     from .trainer import check_questions, evaluate_heldout, load_templates
@@ -252,20 +270,37 @@ def heldout(target, checkpoint, samples, seed, out):
         config = resolve_config(base=t.config)
     else:
         config = resolve_config(overrides={"model": t.model})
-    config = replace(config, eval_samples=samples, seed=seed, eval_temperature=config.eval_temperature or 1.0)
+    config = replace(config, eval_samples=samples, seed=seed, eval_temperature=config.eval_temperature or 1.0,
+                     calibration_set=calibration or config.calibration_set)
     _, eval_qs = check_questions(config)
+    templates = load_templates(config)
     loaded = load_model(t.model, adapter=t.adapter)
     if t.adapter is None:
         from .trainer import attach_lora
 
         attach_lora(loaded.model, config)  # zero-initialised LoRA: the base model, judged the same way
-    result = evaluate_heldout(loaded, eval_qs, config, load_templates(config))
+    stored = t.run / CALIBRATION_FILE if t.run is not None else None
+    if stored is not None and stored.is_file() and calibration is None:
+        fit, source = load_calibration_result(stored), str(stored)
+    else:
+        rows = load_calibration(Path(config.calibration_set) if config.calibration_set else None)
+        with lora_disabled(loaded.model):
+            fit = run_check(loaded.model, loaded.tokenizer, templates["forward"], rows, config.judge_mode,
+                            template_name=config.judge_template or "default",
+                            max_verdict_tokens=config.judge_max_tokens, max_batch=config.judge_batch)
+        source = f"fitted now with the base judge on {len(rows)} labelled replies"
+    result = evaluate_heldout(loaded, eval_qs, config, templates, fit.scale)
     result.pop("eval_samples")
     record = {"target": target, "model": t.model, "adapter": str(t.adapter) if t.adapter else None,
               "samples_per_question": samples, "seed": seed, "judge_mode": config.judge_mode,
-              "judge_template": config.judge_template, **result}
-    click.echo(f"{t.label}: held-out score {result['eval_score']:.3f} ± {result['eval_score_se']:.3f} (se, "
-               f"n={result['eval_n']}), KL to base {result['eval_kl']:.4f}/token")
+              "judge_template": config.judge_template,
+              "judge_calibration": {"source": source, **fit.to_dict()["scale"], "auc": fit.auc},
+              **result}
+    click.echo(f"{t.label}: held-out score {result['eval_score']:.3f} ± {result['eval_score_se']:.3f} raw, "
+               f"{result['eval_score_cal']:.3f} ± {result['eval_score_cal_se']:.3f} calibrated (se, "
+               f"n={result['eval_n']}), KL to base {result['eval_kl']:.4f}/token, "
+               f"{result['eval_kl_reply']:.3f} ± {result['eval_kl_reply_se']:.3f} nats/reply "
+               f"(T={result['eval_kl_temperature']:g})")
     if out:
         write_json_atomic(Path(out), record)
 

@@ -37,10 +37,12 @@ class TrainConfig:
     # --- self-judge -----------------------------------------------------------
     judge: str = "base"  # base = frozen base model (LoRA off), policy = the current model judges
     judge_mode: str = "text"  # text = write a verdict and parse 0-10 (the study); logprob = expected score
-    judge_template: str = ""  # "", "short", "fewshot" (prompts/judge_<direction>[_variant].txt) or a file path
+    judge_template: str = ""  # the forward rubric, for both directions: "", "short", "fewshot" (prompts/judge_forward[_variant].txt) or a file path
     reverse_reward: str = "rubric"  # reverse runs: rubric = the reversed rubric's score; complement = 10 - forward score; mixed = mean of both
+    reverse_judge_template: str | None = None  # the reversed rubric when reverse_reward needs one; None = the shipped reverse of judge_template's variant (a file judge_template must name its own)
     degenerate_floor: float | None = None  # reward given to degenerate (repetitive) replies instead of the judge's; None = off
     min_reply_words: int = 0  # with degenerate_floor set: replies with fewer words get the floor too (non-answers)
+    calibration_set: str | None = None  # labelled replies (.jsonl) the judge's scale is fitted on; None = prompts/judge_calibration.jsonl
     judge_max_tokens: int = 8  # verdict length in text mode
     judge_batch: int = 64  # rows per judge forward pass (memory)
 
@@ -67,8 +69,8 @@ class TrainConfig:
     eval_every: int = 10  # held-out reward, KL to base and a checkpoint every this many steps
     eval_samples: int = 4  # sampled replies per held-out question per evaluation
     eval_temperature: float = 1.0  # fixed-seed sampling (0 = greedy, one reply per question)
-    select_threshold: float = 7.5  # first checkpoint whose held-out score crosses it is selected (reverse: 10 - it)
-    max_kl: float = 10.0  # stop cleanly when the held-out KL to the base exceeds this
+    select_threshold: float = 7.5  # first checkpoint whose calibrated held-out score crosses it is selected (reverse: 10 - it)
+    max_kl: float = 10.0  # stop cleanly when the held-out KL to the base (per token, k3, at eval_temperature) exceeds this
 
     def __post_init__(self):
         check = _Checker()

@@ -285,6 +285,7 @@ def generate_batch(
     key: mx.array | None = None,
     max_batch: int | None = None,
     stop: Callable[[list[int]], bool] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Generation:
     """Sample (or greedily decode when temperature is 0) completions for each prompt.
 
@@ -298,6 +299,9 @@ def generate_batch(
     chunk's samples do not depend on the others.
     ``stop(tokens)``, called with a row's completion after each new token, ends
     that row when it returns True (``Generation.stopped``).
+    ``progress(n)``, called once per decode step, reports the token budget used since the
+    last call: one per row that drew a token, plus the unused budget of rows that ended,
+    so the calls add up to ``len(prompts) * max_tokens``.
     """
     if temperature > 0 and key is None:
         raise ValueError("sampling needs an explicit random key")
@@ -307,7 +311,8 @@ def generate_batch(
     if chunked and (temperature > 0 or not joinable_caches(make_prompt_cache(model))):
         chunks = [prompts[i : i + max_batch] for i in range(0, len(prompts), max_batch)]
         keys = mx.random.split(key, len(chunks)) if key is not None else [None] * len(chunks)
-        parts = [generate_batch(model, c, max_tokens, eos_ids, temperature, k, stop=stop) for c, k in zip(chunks, keys)]
+        parts = [generate_batch(model, c, max_tokens, eos_ids, temperature, k, stop=stop, progress=progress)
+                 for c, k in zip(chunks, keys)]
         return Generation(
             tokens=[t for p in parts for t in p.tokens],
             logprobs=[lp for p in parts for lp in p.logprobs],
@@ -346,6 +351,7 @@ def generate_batch(
             break
         toks, lps = sample_tokens(logits, temperature, rng)
         keep = []
+        spent = len(active)
         for j, row in enumerate(active):
             out_tokens[row].append(toks[j])
             out_lps[row].append(lps[j])
@@ -355,6 +361,10 @@ def generate_batch(
                 stopped[row] = True
             elif len(out_tokens[row]) < max_tokens:
                 keep.append(j)
+                continue
+            spent += max_tokens - len(out_tokens[row])
+        if progress is not None:
+            progress(spent)
         if not keep:
             active, cache, logits = [], None, None
             continue

@@ -14,9 +14,11 @@ et al. 2025; DAPO, Yu et al. 2025; TRL's ``GRPOTrainer`` loss types):
 * The KL penalty (only when ``beta > 0``) is Schulman's k3 estimator of
   KL(policy || ref), added per token before normalisation (as in TRL).
 * Normalisers follow TRL: "grpo" = per-sequence token mean then batch mean;
-  "bnpo" = token mean over the batch; "dapo" = token mean over the global batch
-  (all processes / accumulation steps in TRL; with one process and no gradient
-  accumulation that is exactly "bnpo"); "dr_grpo" = sum / (B * max_completion_length).
+  "bnpo" = token mean over the (micro-)batch; "dapo" = token mean over the global
+  batch; "dr_grpo" = sum / (B * max_completion_length). On one batch "bnpo" and
+  "dapo" are the same; across micro-batches they differ, and ``update.loss_weight``
+  combines this function's per-micro-batch losses into TRL's (bnpo: the mean of the
+  micro-batches' token means; dapo: all tokens over the rollout's token count).
 * ``old_logp``, ``ref_logp`` and ``advantages`` are treated as constants
   (``stop_gradient``); only ``logp`` carries gradient.
 * Log-probabilities are always computed in float32 whatever the logits dtype.
@@ -218,8 +220,8 @@ def grpo_loss(
         seq_len = mx.maximum(m.sum(axis=1), 1.0)  # (B,)
         loss = (masked.sum(axis=1) / seq_len).mean()
     elif loss_type in ("bnpo", "dapo"):
-        # Identical with one process and no accumulation; TRL's dapo divides by
-        # the token count of the whole global batch.
+        # The same on one batch; update.loss_weight makes dapo's normaliser the token
+        # count of the whole rollout when it runs in micro-batches.
         loss = masked.sum() / denom
     else:  # dr_grpo: a constant normaliser, so no length bias.
         loss = masked.sum() / (B * float(max_completion_length))  # type: ignore[arg-type]

@@ -11,6 +11,11 @@ Two ways to read a score:
   "10" into "1" + "0" (SmolLM2, Llama) get one extra cached step after "1":
   p(10) = p("1") p("0" | "1") and p(1) = p("1") (1 - p("0" | "1")).
 
+In logprob mode each verdict also records ``mass``: the probability the judge put
+on the score tokens before renormalising over them (1.0 = it would certainly write a
+score next; a small mass means the expected score averages a distribution the judge
+itself barely holds).
+
 All judge prompts of a step go through the model as one batch.
 """
 
@@ -20,6 +25,7 @@ import math
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Callable
 
 import mlx.core as mx
 import numpy as np
@@ -37,6 +43,7 @@ class JudgeVerdict:
     score: float  # 0-10, NaN when unparseable (text mode)
     text: str | None = None  # the verdict text (text mode)
     probs: list[float] | None = None  # p(score = 0..10) (logprob mode)
+    mass: float | None = None  # probability on the score tokens before renormalising (logprob mode)
 
 
 @contextmanager
@@ -109,11 +116,22 @@ def score_tokens(tokenizer) -> ScoreTokens:
 
 def score_distribution(model, tokenizer, prompts: list[list[int]], max_batch: int | None = None) -> np.ndarray:
     """p(score = 0..10) for each judge prompt, (B, 11), renormalised over the score tokens."""
+    return score_distribution_and_mass(model, tokenizer, prompts, max_batch)[0]
+
+
+def score_distribution_and_mass(
+    model, tokenizer, prompts: list[list[int]], max_batch: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``score_distribution`` and, per prompt, the probability mass on the score tokens
+    before renormalising, (B,). With "10" split into "1" + "0" the split of p("1") into
+    p(1) and p(10) keeps its sum, so the mass is p(first token is a digit) in both cases.
+    ``progress(n)`` is called after each batch of ``n`` prompts."""
     st = score_tokens(tokenizer)
     if max_batch and len(prompts) > max_batch:
-        return np.concatenate(
-            [score_distribution(model, tokenizer, prompts[i : i + max_batch]) for i in range(0, len(prompts), max_batch)]
-        )
+        parts = [score_distribution_and_mass(model, tokenizer, prompts[i : i + max_batch], progress=progress)
+                 for i in range(0, len(prompts), max_batch)]
+        return np.concatenate([p for p, _ in parts]), np.concatenate([m for _, m in parts])
     if st.ten is not None:
         lp = np.asarray(next_token_logprobs(model, prompts))  # (B, V)
         p = np.exp(lp[:, st.digits + [st.ten]].astype(np.float64))
@@ -130,7 +148,14 @@ def score_distribution(model, tokenizer, prompts: list[list[int]], max_batch: in
         p_first[:, 1] *= 1.0 - p_zero_after_one
         p = np.concatenate([p_first, ten[:, None]], axis=1)
     total = p.sum(axis=1, keepdims=True)
-    return p / np.maximum(total, 1e-300)
+    if progress is not None:
+        progress(len(prompts))
+    return p / np.maximum(total, 1e-300), total[:, 0]
+
+
+def judge_work(n_pairs: int, mode: str, max_verdict_tokens: int) -> tuple[int, str]:
+    """What ``score_replies`` reports to its ``progress`` callback in total, and in what unit."""
+    return (n_pairs, "replies") if mode == "logprob" else (n_pairs * max_verdict_tokens, "tokens")
 
 
 def score_replies(
@@ -141,17 +166,21 @@ def score_replies(
     mode: str = "logprob",
     max_verdict_tokens: int = 8,
     max_batch: int | None = 64,
+    progress: Callable[[int], None] | None = None,
 ) -> list[JudgeVerdict]:
-    """Score every (question, reply) pair in one batched pass of the judge."""
+    """Score every (question, reply) pair in one batched pass of the judge.
+
+    ``progress`` receives the work done (see ``judge_work`` for its total and unit)."""
     if mode not in SCORE_MODES:
         raise ValueError(f"unknown judge mode {mode!r}; use one of {SCORE_MODES}")
     prompts = judge_prompts(tokenizer, template, pairs, mode)
     if mode == "logprob":
         if template.format == "completion":
             check_completion_scoring(tokenizer)
-        probs = score_distribution(model, tokenizer, prompts, max_batch)
+        probs, mass = score_distribution_and_mass(model, tokenizer, prompts, max_batch, progress)
         expected = probs @ np.arange(11, dtype=np.float64)
-        return [JudgeVerdict(float(s), probs=p.tolist()) for s, p in zip(expected, probs)]
-    gen = generate_batch(model, prompts, max_verdict_tokens, tokenizer.eos_token_ids, 0.0, max_batch=max_batch)
+        return [JudgeVerdict(float(s), probs=p.tolist(), mass=float(m)) for s, p, m in zip(expected, probs, mass)]
+    gen = generate_batch(model, prompts, max_verdict_tokens, tokenizer.eos_token_ids, 0.0, max_batch=max_batch,
+                         progress=progress)
     texts = [tokenizer.decode([t for t in toks if t not in tokenizer.eos_token_ids]) for toks in gen.tokens]
     return [JudgeVerdict(parse_score(t), text=t) for t in texts]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import mlx.core as mx
 import numpy as np
@@ -39,6 +40,17 @@ class Judged:
     rewards: np.ndarray  # the training reward derived from it
     verdicts: list[JudgeVerdict] = field(default_factory=list)
     seconds: float = 0.0
+    mass: np.ndarray | None = None  # logprob mode: probability on the score tokens per judged reply (all passes)
+
+    @property
+    def mean_mass(self) -> float | None:
+        return float(np.mean(self.mass)) if self.mass is not None and len(self.mass) else None
+
+
+def step_key(seed: int, step: int) -> mx.array:
+    """The sampling key of a step, a function of (seed, step) only (held-out sampling uses a
+    stream of its own as its "step"), so a resumed run samples what an uninterrupted one did."""
+    return mx.random.key(int(np.random.SeedSequence([seed, step]).generate_state(1)[0]))
 
 
 def encode_question(tokenizer, question: str, system: str | None) -> list[int]:
@@ -56,8 +68,11 @@ def sample_rollout(
     key: mx.array,
     system: str | None = None,
     max_batch: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Rollout:
-    """G completions for each question in one batched generation (rows grouped by question)."""
+    """G completions for each question in one batched generation (rows grouped by question).
+
+    ``progress`` gets the token budget used, ``len(questions) * group_size * max_new_tokens`` in all."""
     import time
 
     start = time.perf_counter()
@@ -65,7 +80,8 @@ def sample_rollout(
     encoded = {q.id: encode_question(tokenizer, q.question, system) for q in questions}
     prompt_ids = [encoded[q.id] for q in rows]
     gen = generate_batch(
-        model, prompt_ids, max_new_tokens, tokenizer.eos_token_ids, temperature, key=key, max_batch=max_batch
+        model, prompt_ids, max_new_tokens, tokenizer.eos_token_ids, temperature, key=key, max_batch=max_batch,
+        progress=progress,
     )
     eos = tokenizer.eos_token_ids
     texts = [tokenizer.decode([t for t in toks if t not in eos]) for toks in gen.tokens]
@@ -82,11 +98,13 @@ def judge_rollout(
     complement: bool = False,
     max_verdict_tokens: int = 8,
     max_batch: int | None = 64,
+    progress: Callable[[int], None] | None = None,
 ) -> Judged:
     """Score every reply of the rollout in one batched judge pass.
 
     ``frozen_base`` judges with the LoRA layers switched off (the base model);
-    ``complement`` turns a score s into the reward 10 - s (reverse runs).
+    ``complement`` turns a score s into the reward 10 - s (reverse runs);
+    ``progress`` as in ``judge.score_replies``.
     """
     import contextlib
     import time
@@ -95,10 +113,11 @@ def judge_rollout(
     pairs = [(q.question, text) for q, text in zip(rollout.questions, rollout.texts)]
     ctx = lora_disabled(model) if frozen_base else contextlib.nullcontext()
     with ctx:
-        verdicts = score_replies(model, tokenizer, template, pairs, mode, max_verdict_tokens, max_batch)
+        verdicts = score_replies(model, tokenizer, template, pairs, mode, max_verdict_tokens, max_batch, progress)
     scores = np.array([v.score for v in verdicts], dtype=np.float64)
     rewards = 10.0 - scores if complement else scores.copy()
-    return Judged(scores, rewards, verdicts, time.perf_counter() - start)
+    mass = np.array([v.mass for v in verdicts], dtype=np.float64) if mode == "logprob" else None
+    return Judged(scores, rewards, verdicts, time.perf_counter() - start, mass)
 
 
 def distinct_ngram_ratio(text: str, n: int = 3) -> float:
@@ -129,17 +148,26 @@ def repetition_stats(texts: list[str], threshold: float = 0.5) -> dict[str, floa
             "degenerate_ratio": float(np.mean([is_degenerate(t, threshold) for t in texts])) if texts else 0.0}
 
 
+def floored_replies(texts: list[str], floor: float | None, min_words: int = 0) -> np.ndarray:
+    """(N,) bool: the replies whose reward the floor replaces (none when ``floor`` is None):
+    degenerate ones and, with ``min_words``, those with fewer words."""
+    if floor is None:
+        return np.zeros(len(texts), dtype=bool)
+    return np.array([is_degenerate(t) or len(t.split()) < min_words for t in texts], dtype=bool)
+
+
 def floor_degenerate(rewards: np.ndarray, texts: list[str], floor: float | None, min_words: int = 0) -> np.ndarray:
     """Replace the reward of degenerate replies, and of replies under ``min_words`` words, by ``floor``.
 
     A weak judge can score repetition or garbage generously, and under the reversed reward an
     evasive two-word reply ("Oh no.") beats every real answer; the floor makes such replies the
     worst of their group in both directions. ``floor=None`` leaves the rewards as they are.
+    Which replies were floored is ``floored_replies``, not where the reward changed: an
+    unparseable (NaN) score of a fine reply is no floored reply (it is a ``judge_nan``).
     """
     if floor is None:
         return rewards
-    flags = np.array([is_degenerate(t) or len(t.split()) < min_words for t in texts], dtype=bool)
-    return np.where(flags, float(floor), rewards)
+    return np.where(floored_replies(texts, floor, min_words), float(floor), rewards)
 
 
 def mean_and_stderr(values) -> tuple[float, float]:

@@ -1,13 +1,29 @@
-"""The checkpoint-selection rule, shared by the trainer and the terminal UI (no MLX here).
+"""The checkpoint-selection rule, shared by the trainer, the terminal UI and the experiment
+orchestrator (no MLX here).
 
-Forward runs select the first checkpoint whose held-out score is >= ``select_threshold``;
-reverse runs mirror it (<= 10 - threshold). When no checkpoint crosses, the best one is taken.
+The study's rule: forward runs select the first checkpoint whose held-out score is
+>= ``select_threshold`` (7.5); reverse runs mirror it (<= 10 - threshold = 2.5). The
+threshold is on the rubric's 0-10 scale, so it applies to the *calibrated* held-out score
+(``eval_score_cal``: each reply's raw judge score mapped by the run's judge calibration,
+then averaged; see ``calibration``). Runs written before calibrated scores existed carry
+only the raw ``eval_score``; for them the rule reads that, and says so.
+
+When no checkpoint crosses, the best one is taken (by the same score, ties by the raw one):
+a choice with a winner's curse, which ``reason`` states.
 """
 
 from __future__ import annotations
 
 import math
 from typing import Iterable
+
+CALIBRATED, RAW = "eval_score_cal", "eval_score"
+REASON_CROSSED = "threshold crossed"
+REASON_BEST = "threshold not reached; best held-out score selected"
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def threshold(direction: str, select_threshold: float) -> tuple[float, str]:
@@ -17,28 +33,57 @@ def threshold(direction: str, select_threshold: float) -> tuple[float, str]:
 
 
 def crosses(direction: str, select_threshold: float, score) -> bool:
-    if not isinstance(score, (int, float)) or not math.isfinite(score):
+    if not _finite(score):
         return False
     value, op = threshold(direction, select_threshold)
     return score >= value if op == ">=" else score <= value
 
 
-def rule_text(direction: str, select_threshold: float) -> str:
+def score_key(evals: Iterable[dict]) -> str:
+    """The score the rule reads: calibrated when every evaluation has it, otherwise the raw one."""
+    rows = list(evals)
+    return CALIBRATED if rows and all(CALIBRATED in e for e in rows) else RAW
+
+
+def threshold_scale(evals: Iterable[dict]) -> str:
+    return "calibrated" if score_key(evals) == CALIBRATED else "raw"
+
+
+def rule_text(direction: str, select_threshold: float, scale: str = "calibrated") -> str:
     value, op = threshold(direction, select_threshold)
     mirrored = "" if direction == "forward" else " (mirrored threshold)"
-    return f"first checkpoint with held-out score {op} {value:g}{mirrored}"
+    return f"first checkpoint with {scale} held-out score {op} {value:g}{mirrored}"
+
+
+def crossed(evals: Iterable[dict], direction: str, select_threshold: float) -> list[bool]:
+    """For each evaluation, whether its score (``score_key``) crosses the direction's threshold."""
+    rows = list(evals)
+    key = score_key(rows)
+    return [crosses(direction, select_threshold, e.get(key)) for e in rows]
 
 
 def select(evals: Iterable[dict], direction: str, select_threshold: float) -> dict:
-    """Apply the rule to evaluations (dicts with ``step`` and ``eval_score``) in step order."""
-    candidates = list(evals)
-    rule = rule_text(direction, select_threshold)
-    for e in candidates:
-        if crosses(direction, select_threshold, e["eval_score"]):
-            return {"selected_step": e["step"], "reason": "threshold crossed", "rule": rule}
-    finite = [e for e in candidates if isinstance(e["eval_score"], (int, float)) and math.isfinite(e["eval_score"])]
+    """Apply the rule to checkpointed evaluations (dicts with ``step`` and the scores) in step order."""
+    candidates = sorted(evals, key=lambda e: e["step"])
+    key = score_key(candidates)
+    scale = threshold_scale(candidates)
+    out = {"rule": rule_text(direction, select_threshold, scale), "threshold_scale": scale}
+    for e, hit in zip(candidates, crossed(candidates, direction, select_threshold)):
+        if hit:
+            return {"selected_step": e["step"], "reason": REASON_CROSSED, **out}
+    finite = [e for e in candidates if _finite(e.get(key))]
     if not finite:
-        return {"selected_step": None, "reason": "no checkpoint yet", "rule": rule}
+        return {"selected_step": None, "reason": "no checkpoint yet", **out}
     sign = 1 if direction == "forward" else -1
-    best = max(finite, key=lambda e: sign * e["eval_score"])
-    return {"selected_step": best["step"], "reason": "threshold not reached; best held-out score selected", "rule": rule}
+    raw = lambda e: e.get(RAW) if _finite(e.get(RAW)) else -sign * math.inf  # noqa: E731
+    best = max(finite, key=lambda e: (sign * e[key], sign * raw(e), -e["step"]))
+    return {"selected_step": best["step"], "reason": REASON_BEST, **out}
+
+
+def crossing_checkpoints(evals: Iterable[dict], direction: str, select_threshold: float) -> list[int]:
+    """The steps of the checkpointed evaluations that cross the threshold, in step order; all of
+    them when none crosses. The candidates for pairing a forward with a reverse checkpoint (at a
+    similar distance from the base, say) beyond the rule's first crossing."""
+    candidates = sorted(evals, key=lambda e: e["step"])
+    hits = [e["step"] for e, hit in zip(candidates, crossed(candidates, direction, select_threshold)) if hit]
+    return hits or [e["step"] for e in candidates]

@@ -1,4 +1,4 @@
-"""The judge-quality statistics: average ranks, ROC-AUC and Spearman's rho.
+"""The judge-quality statistics (average ranks, ROC-AUC, Spearman's rho) and the judge's scale map.
 
 Expected values are worked out by hand in the comments.
 """
@@ -6,12 +6,15 @@ Expected values are worked out by hand in the comments.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import numpy as np
 import pytest
 
-from hmxfeel_mlx.calibration import average_ranks, roc_auc, spearman
+from hmxfeel_mlx.calibration import (CalibrationResult, JudgeScale, average_ranks, fit_logistic, load_calibration_result,
+                                     logistic_loss, roc_auc, save_calibration, scale_fit, spearman)
+from hmxfeel_mlx.errors import HmxError
 
 # --------------------------------------------------------------------------- average_ranks
 
@@ -130,3 +133,96 @@ def test_spearman_constant_is_nan():
     assert math.isnan(spearman([3, 3, 3], [1, 2, 3]))
     assert math.isnan(spearman([1, 2, 3], [7, 7, 7]))
     assert math.isnan(spearman([4], [9]))
+
+
+# --------------------------------------------------------------------------- the scale map
+
+
+def test_logistic_fit_two_raw_values_by_hand():
+    """With two raw values the logistic is saturated: it reproduces the mean target at each.
+    Targets 0, 0.5 at raw 0 (mean 1/4) and 0.5, 1 at raw 1 (mean 3/4):
+    intercept = logit(1/4) = -ln 3, slope = logit(3/4) - logit(1/4) = 2 ln 3."""
+    slope, intercept = fit_logistic([0.0, 0.0, 1.0, 1.0], [0.0, 0.5, 0.5, 1.0])
+    assert slope == pytest.approx(2 * math.log(3), abs=1e-9) and intercept == pytest.approx(-math.log(3), abs=1e-9)
+    # shifted and scaled raw scores: the same map in those units
+    slope2, intercept2 = fit_logistic([4.0, 4.0, 4.5, 4.5], [0.0, 0.5, 0.5, 1.0])
+    assert slope2 == pytest.approx(4 * math.log(3), abs=1e-8)
+    assert intercept2 == pytest.approx(-math.log(3) - 4 * 4 * math.log(3), abs=1e-7)
+
+
+def test_logistic_fit_solves_the_score_equations_and_is_a_minimum():
+    rng = np.random.default_rng(0)
+    raw = rng.normal(4.0, 0.5, size=60)
+    target = np.clip(np.round(2 * (raw - 3.5) + rng.normal(0, 0.6, size=60)) / 2, 0, 1)  # 0, 0.5, 1 with overlap
+    slope, intercept = fit_logistic(raw, target)
+    p = 1 / (1 + np.exp(-(slope * raw + intercept)))
+    assert abs(np.sum(p - target)) < 1e-8 and abs(np.sum((p - target) * raw)) < 1e-8  # gradient zero
+    best = logistic_loss(raw, target, slope, intercept)
+    h = 1e-4
+    for ds, di in ((h, 0), (-h, 0), (0, h), (0, -h)):
+        assert logistic_loss(raw, target, slope + ds, intercept + di) > best
+    # the gradient by finite differences at another point matches the analytic one
+    s0, i0 = 1.0, -3.0
+    p0 = 1 / (1 + np.exp(-(s0 * raw + i0)))
+    fd = (logistic_loss(raw, target, s0 + h, i0) - logistic_loss(raw, target, s0 - h, i0)) / (2 * h)
+    assert fd == pytest.approx(np.sum((p0 - target) * raw), rel=1e-6)
+
+
+def test_logistic_fit_is_flat_when_the_judge_ranks_backwards_or_not_at_all():
+    # higher raw scores for lower targets: the constrained optimum is slope 0, intercept logit(mean 1/2) = 0
+    assert fit_logistic([0.0, 1.0, 2.0, 3.0], [1.0, 0.5, 0.5, 0.0]) == (0.0, 0.0)
+    slope, intercept = fit_logistic([5.0, 5.0, 5.0, 5.0], [0.0, 0.0, 0.5, 1.0])  # one raw score for all
+    assert slope == 0.0 and intercept == pytest.approx(math.log(0.375 / 0.625))
+
+
+def test_judge_scale_values_inverse_and_nan():
+    scale = JudgeScale(slope=2 * math.log(3), intercept=-math.log(3))
+    assert scale.center == pytest.approx(0.5)
+    got = scale([0.0, 0.5, 1.0, math.nan])
+    assert got[:3] == pytest.approx([2.5, 5.0, 7.5]) and math.isnan(got[3])
+    assert scale.raw_at(7.5) == pytest.approx(1.0) and scale.raw_at(10.0) is None
+    flat = JudgeScale(0.0, 0.0)
+    assert flat.center is None and flat.raw_at(5.0) is None and "flat" in flat.describe()
+
+
+def test_scale_fit_on_labelled_scores_by_hand():
+    """machine 0, 0 · neutral 0, 1 · human 1, 1 (targets 0, 5, 10): at raw 0 the mean target
+    is (0 + 0 + 0.5) / 3 = 1/6, at raw 1 it is 5/6, so calibrated(0) = 10/6 and calibrated(1) = 50/6;
+    RMSE = sqrt((2 (10/6)^2 + (5 - 10/6)^2 + (50/6 - 5)^2 + 2 (10 - 50/6)^2) / 6)."""
+    labels = ["machine", "machine", "neutral", "neutral", "human", "human"]
+    fit = scale_fit([0.0, 0.0, 0.0, 1.0, 1.0, 1.0], labels, "forward")
+    assert fit["scale"].slope == pytest.approx(2 * math.log(5), abs=1e-9)
+    assert fit["scale"].intercept == pytest.approx(-math.log(5), abs=1e-9)
+    cal = fit["mean_calibrated"]
+    assert cal["machine"] == pytest.approx(10 / 6) and cal["human"] == pytest.approx(50 / 6)
+    assert cal["neutral"] == pytest.approx(5.0)
+    want = math.sqrt((2 * (10 / 6) ** 2 + (5 - 10 / 6) ** 2 + (50 / 6 - 5) ** 2 + 2 * (10 - 50 / 6) ** 2) / 6)
+    assert fit["rmse"] == pytest.approx(want)
+    assert fit["auc"] == 1.0 and fit["mean_by_label"]["neutral"] == 0.5 and fit["warning"] is None
+    # the reverse rubric scores machine-likeness: the same replies scored the other way round fit the mirror
+    rev = scale_fit([1.0, 1.0, 1.0, 0.0, 0.0, 0.0], labels, "reverse")
+    assert rev["scale"].slope == pytest.approx(2 * math.log(5), abs=1e-9) and rev["auc"] == 1.0
+
+
+def test_scale_fit_leaves_out_unparsed_scores_and_warns_on_a_flat_map():
+    labels = ["machine", "neutral", "human", "human"]
+    fit = scale_fit([6.0, 5.0, 4.0, math.nan], labels, "forward")  # ranks backwards; one verdict unparsed
+    assert fit["unparsed"] == 1 and fit["n"] == 4 and fit["n_by_label"] == {"machine": 1, "neutral": 1, "human": 1}
+    assert fit["scale"].slope == 0.0 and "flat" in fit["warning"]
+    none = scale_fit([math.nan, math.nan], ["machine", "human"], "forward")
+    assert none["unparsed"] == 2 and math.isnan(none["auc"]) and math.isnan(none["spearman"])
+
+
+def test_calibration_result_round_trip(tmp_path):
+    fit = scale_fit([0.0, 0.0, 0.0, 1.0, 1.0, 1.0], ["machine", "machine", "neutral", "neutral", "human", "human"],
+                    "forward")
+    result = CalibrationResult(mode="logprob", direction="forward", seconds=1.5, template="fewshot", **fit)
+    save_calibration(tmp_path / "judge_calibration.json", result)
+    data = json.loads((tmp_path / "judge_calibration.json").read_text())
+    assert data["scale"]["method"] == "logistic" and data["anchors"] == {"machine": 0.0, "neutral": 5.0, "human": 10.0}
+    assert data["scale"]["center"] == pytest.approx(0.5) and data["n"] == 6
+    back = load_calibration_result(tmp_path / "judge_calibration.json")
+    assert back.scale == result.scale and back.mean_calibrated == result.mean_calibrated
+    (tmp_path / "bad.json").write_text('{"mode": "logprob"}')
+    with pytest.raises(HmxError, match="Delete it"):
+        load_calibration_result(tmp_path / "bad.json")

@@ -11,7 +11,8 @@ import pytest
 
 from hmxfeel_mlx.calibration import judge_check
 from hmxfeel_mlx.judge import (
-    judge_prompts, lora_disabled, parse_score, score_distribution, score_replies, score_tokens,
+    judge_prompts, judge_work, lora_disabled, parse_score, score_distribution, score_distribution_and_mass,
+    score_replies, score_tokens,
 )
 from hmxfeel_mlx.loading import load_model
 from hmxfeel_mlx.prompts import JudgeTemplate, load_calibration, load_judge_template
@@ -75,18 +76,35 @@ def test_split_ten_distribution_matches_brute_force(embedded):
         expected = np.array(raw) / sum(raw)
         np.testing.assert_allclose(p, expected, rtol=1e-3, atol=1e-6)
         assert abs(p.sum() - 1) < 1e-9
+    # the mass before renormalising: p(first token is a digit); splitting p("1") into 1 and 10 keeps it
+    _, mass = score_distribution_and_mass(model, tok, prompts)
+    for m, ids in zip(mass, prompts):
+        first = mx.softmax(model(mx.array([ids]))[0, -1].astype(mx.float32))
+        assert m == pytest.approx(sum(float(first[d]) for d in st.digits), rel=1e-3)
 
 
 def test_logprob_score_is_the_expectation_and_text_mode_parses(tiny_model_dir):
     loaded = load_model(str(tiny_model_dir))
     tmpl = JudgeTemplate("forward", "Question: {question}\nReply: {reply}\nScore 0-10:")
     pairs = [("How do you feel?", "I feel happy."), ("What is 2+2?", "4")]
-    verdicts = score_replies(loaded.model, loaded.tokenizer, tmpl, pairs, mode="logprob")
+    done = []
+    verdicts = score_replies(loaded.model, loaded.tokenizer, tmpl, pairs, mode="logprob", max_batch=1,
+                             progress=done.append)
+    assert done == [1, 1] and judge_work(2, "logprob", 4) == (2, "replies")
+    st = score_tokens(loaded.tokenizer)
+    [ids] = judge_prompts(loaded.tokenizer, tmpl, pairs[:1], "logprob")
+    p = np.asarray(mx.softmax(loaded.model(mx.array([ids]))[0, -1].astype(mx.float32)))
+    first_tokens = st.digits + ([st.ten] if st.ten is not None else [])
+    assert verdicts[0].mass == pytest.approx(float(p[first_tokens].sum()), rel=1e-4)  # before renormalising
     for v in verdicts:
         assert abs(sum(v.probs) - 1) < 1e-9 and v.score == pytest.approx(np.dot(v.probs, np.arange(11)))
-    text = score_replies(loaded.model, loaded.tokenizer, tmpl, pairs, mode="text", max_verdict_tokens=4)
+        assert 0 < v.mass < 1
+    done.clear()
+    text = score_replies(loaded.model, loaded.tokenizer, tmpl, pairs, mode="text", max_verdict_tokens=4,
+                         progress=done.append)
+    assert sum(done) == judge_work(2, "text", 4)[0]  # the whole token budget, however early verdicts end
     for v in text:  # a random model writes noise: a parsed score, or NaN, never an exception
-        assert v.text is not None and (math.isnan(v.score) or 0 <= v.score <= 10)
+        assert v.text is not None and (math.isnan(v.score) or 0 <= v.score <= 10) and v.mass is None
     with pytest.raises(ValueError, match="unknown judge mode"):
         score_replies(loaded.model, loaded.tokenizer, tmpl, pairs, mode="vibes")
 
@@ -97,3 +115,8 @@ def test_embedded_model_is_a_usable_judge_with_the_fewshot_rubric(embedded):
     result = judge_check(embedded.model, embedded.tokenizer, load_judge_template("forward", "fewshot"), rows, "logprob")
     assert result.auc >= 0.85 and result.spearman > 0.3 and result.unparsed == 0
     assert result.mean_by_label["human"] > result.mean_by_label["machine"]
+    # its raw scores are compressed; the calibrated scale spreads the labels around the neutral 5
+    raw, cal = result.mean_by_label, result.mean_calibrated
+    assert raw["human"] - raw["machine"] < 2.5 and result.scale.slope > 0 and result.warning is None
+    assert cal["machine"] < 4 < cal["neutral"] < 6 < cal["human"]
+    assert cal["human"] - cal["machine"] > 2 * (raw["human"] - raw["machine"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from hmxfeel_mlx.config import TrainConfig
 from hmxfeel_mlx.progress import StepPrinter, format_step
 from hmxfeel_mlx.rollout import distinct_ngram_ratio, repetition_stats
@@ -51,3 +53,70 @@ def test_summary_line():
     assert format_summary(summary) == ("stopped: held-out score 4.20 -> 4.35; selected checkpoint: step_10 "
                                        "(threshold crossed); NaN/inf loss at step 12; the update was not applied")
     assert format_summary({}) == "no summary: no evaluation; selected checkpoint: none"
+
+
+def test_eval_line_with_calibrated_score_kl_per_reply_and_judge_mass():
+    m = {**STEP, "judge_score_mass": 0.912, "sampler_logp_diff": 2.5e-6, "eval_score": 4.33, "eval_score_se": 0.01,
+         "eval_score_cal": 6.1, "eval_score_cal_se": 0.2, "eval_reward": 4.33, "eval_kl": 0.257,
+         "eval_kl_reply": 16.3, "eval_degenerate_ratio": 0.0}
+    line = format_step(m, 30)
+    assert "mass 0.912  logp diff 2.5e-06" in line
+    assert line.endswith("eval: held-out score 4.33 ± 0.01 (calibrated 6.10 ± 0.20)  reward 4.33  "
+                         "KL 0.2570/token 16.30/reply  degenerate 0.00  checkpoint step_3")
+    base = format_step({"step": 0, "eval_score": 4.2, "eval_score_se": 0.05, "eval_score_cal": 4.9,
+                        "eval_score_cal_se": 0.1, "eval_n": 20, "eval_seconds": 61.0}, 30)
+    assert base == "step 0/30  base held-out score 4.20 ± 0.05 (calibrated 4.90 ± 0.10) (n=20, 61s)"
+
+
+def test_summary_line_with_calibrated_scores():
+    from hmxfeel_mlx.progress import format_summary
+
+    summary = {"status": "finished", "base_eval_score": 4.2, "final_eval_score": 4.35, "base_eval_score_cal": 4.9,
+               "final_eval_score_cal": 7.6, "selected_step": 10, "reason": "threshold crossed"}
+    assert format_summary(summary) == ("finished: held-out score 4.20 -> 4.35 (calibrated 4.90 -> 7.60); "
+                                       "selected checkpoint: step_10 (threshold crossed)")
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_progress_file_writes_reports_at_most_once_per_interval(tmp_path):
+    from hmxfeel_mlx.progress import ProgressFile, read_progress
+
+    clock = Clock()
+    p = ProgressFile(tmp_path / "progress.json", min_interval=1.0, clock=clock)
+    p.stage("rollout", step=3, total=1024, unit="tokens")
+    assert p.writes == 1  # a stage is written when it begins
+    for _ in range(500):  # a hot loop reporting every decode step, all within the same second
+        p.advance(2)
+        clock.now += 0.001
+    assert p.writes == 1 and read_progress(tmp_path / "progress.json")["done"] == 0
+    clock.now += 1.0
+    p.advance(24)
+    got = read_progress(tmp_path / "progress.json")
+    assert p.writes == 2 and got["done"] == 1024 and got["stage"] == "rollout" and got["step"] == 3
+    assert got["started"] == 1000.0 and got["updated"] == pytest.approx(1001.5)
+    p.advance(1)  # within the interval: not written ...
+    p.part("judging", 16, "replies")  # ... but the next part is, at once, whatever the interval
+    got = read_progress(tmp_path / "progress.json")
+    assert p.writes == 3 and (got["part"], got["done"], got["total"], got["unit"]) == ("judging", 0, 16, "replies")
+    assert read_progress(tmp_path / "missing.json") is None
+    silent = ProgressFile(None)
+    silent.stage("rollout")
+    silent(5)
+    assert silent.writes == 0
+
+
+def test_progress_line_text():
+    from hmxfeel_mlx.progress import format_progress
+
+    p = {"stage": "base evaluation", "part": "sampling", "step": 0, "done": 640, "total": 2560, "unit": "tokens",
+         "started": 100.0, "updated": 160.0}
+    assert format_progress(p, now=175.0) == "step 0 · base evaluation: sampling · 640/2560 tokens (25%) · 1:15 in this stage"
+    assert format_progress({"stage": "loading the model", "started": 100.0}, now=103.0) == (
+        "loading the model · 0:03 in this stage")

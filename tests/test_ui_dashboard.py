@@ -96,6 +96,63 @@ def test_empty_run_says_what_is_missing(tmp_path):
     assert "held-out: no evaluation yet" in text and "no training group yet" in text
 
 
+def write_progress(run, **fields):
+    from hmxfeel_mlx.runfolder import write_json_atomic
+
+    write_json_atomic(run / "progress.json", {"stage": "rollout", "part": None, "step": 21, "done": 512,
+                                              "total": 1024, "unit": "tokens", "started": 0.0, "updated": 0.0,
+                                              **fields})
+
+
+def test_the_current_stage_shows_beneath_the_header(running, tmp_path):
+    run = running.root
+    reader = open_run(run)
+    now = reader.state.last_write + 30
+    write_progress(run, started=now - 12, updated=now - 1)
+    reader.poll()
+    lines = screen(reader.state, 80, 24)
+    assert len(lines) == 24 and all(len(line) == 80 for line in lines)
+    assert lines[2].rstrip() == "step 21 · rollout · 512/1024 tokens (50%) · 0:12 in this stage"
+    assert "│ 7.50┤╌╌" in "\n".join(lines)  # the reward chart still has its threshold line
+
+
+def test_the_base_evaluation_shows_its_progress_before_any_metrics(tmp_path):
+    run = make_run(tmp_path, done=-1)  # config only: the model is loaded, the base is being evaluated
+    write_progress(run, stage="base evaluation", part="sampling", step=0, done=80, total=320, started=0.0,
+                   updated=29.0)
+    state = open_run(run).state
+    lines = screen(state, 80, 24)
+    assert lines[0].rstrip() == "smollm2-135m · forward · seed 0 │ step -/30 │ starting"
+    assert lines[2].rstrip() == "step 0 · base evaluation: sampling · 80/320 tokens (25%) · 0:30 in this stage"
+    write_progress(run, stage="base evaluation", part="sampling", step=0, done=80, total=320, started=0.0,
+                   updated=-100.0)  # the trainer stopped writing (killed): the line says how old it is
+    assert "(written 2:10 ago)" in screen(open_run(run).state, 120, 24)[2]
+
+
+def test_a_finished_run_has_no_progress_line(tmp_path):
+    run = make_run(tmp_path, done=30, status="finished")
+    write_progress(run, stage="finished", step=None, total=0)
+    lines = screen(open_run(run).state, 80, 24)
+    assert "finished" in lines[0] and "stage" not in lines[2]
+
+
+def test_held_out_line_shows_raw_and_calibrated_scores_and_the_kl_per_reply(tmp_path):
+    run = make_run(tmp_path, done=10)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    cal = {0: 4.9, 5: 7.6, 10: 7.0}
+    for r in rows:
+        if "eval_score" in r:
+            r.update(eval_score=4.1 + 0.02 * r["step"], eval_score_se=0.01, eval_score_cal=cal[r["step"]],
+                     eval_score_cal_se=0.2, eval_kl=0.257, eval_kl_reply=16.3, eval_kl_reply_se=0.9, eval_len=63.4,
+                     eval_judge_score_mass=0.912)
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = "\n".join(screen(open_run(run).state, 160, 48))
+    assert "◆ held-out (calibrated)" in text
+    assert "held-out calibrated 4.90 → 7.00 ± 0.20 · raw 4.10 → 4.30 ± 0.01 (step 10)" in text
+    assert "KL 0.257/token · 16.30 ± 0.90 nats/reply · 63 tokens · judge mass 0.912" in text
+    assert "selected step_5 (threshold crossed)" in text  # 7.6 >= 7.5 on the calibrated scale; raw never is
+
+
 def test_train_dashboard_closes_the_screen_first_and_replays_captured_output(tmp_path, capsys):
     run = make_run(tmp_path, done=3)
     console = Console(width=80, height=24, color_system=None, file=io.StringIO(), legacy_windows=False)

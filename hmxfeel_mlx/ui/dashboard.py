@@ -4,6 +4,7 @@ One full-screen Rich layout, built once and updated in place (Rich's
 ``examples/fullscreen.py`` pattern):
 
     header   model, direction, seed, step / total, elapsed, ETA, device, peak memory
+    progress the stage the trainer is in (progress.json) and how far, while it runs
     rewards  train reward and held-out score over steps, threshold, selected checkpoint
     health   KL, entropy, clip ratio, zero-spread groups, judge parse failures, length,
              truncation, seconds and tokens/s per phase, with a trend of each
@@ -28,7 +29,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.text import Text
 
-from ..progress import format_step, format_summary
+from ..progress import format_progress, format_step, format_summary
 from .keys import KeyReader
 from .state import (FINAL_STATUSES, RunReader, RunState, elapsed_seconds, eta_seconds, latest_groups, open_run,
                     seconds_text)
@@ -75,6 +76,22 @@ def render_header(state: RunState, now: float, device: str | None = None, elapse
     return Group(first, second)
 
 
+PROGRESS_STALE_S = 30.0  # a progress file older than this says how old it is
+
+
+def progress_line(state: RunState, now: float) -> Text | None:
+    """The current stage's progress beneath the header, while the run is going on."""
+    p = state.progress
+    if not p or state.status in FINAL_STATUSES or p.get("stage") in FINAL_STATUSES:
+        return None
+    text = format_progress(p, now)
+    updated = p.get("updated")
+    if isinstance(updated, (int, float)) and now - updated > PROGRESS_STALE_S:
+        text += f" (written {seconds_text(now - updated)} ago)"
+    line = Text(text, style="yellow", no_wrap=True, overflow="ellipsis")
+    return line
+
+
 def samples_panel(state: RunState, prompt: int = 0, width: int = 80) -> Panel:
     groups = latest_groups(state)
     if not groups:
@@ -91,9 +108,9 @@ def samples_panel(state: RunState, prompt: int = 0, width: int = 80) -> Panel:
                  subtitle=subtitle, subtitle_align="right")
 
 
-def top_rows(height: int) -> int:
-    """Rows of the reward/health band: about half of what the header and footer leave."""
-    return max(8, round(0.52 * (height - 3)))
+def top_rows(height: int, fixed: int = 3) -> int:
+    """Rows of the reward/health band: about half of what the header, progress line and footer leave."""
+    return max(8, round(0.52 * (height - fixed)))
 
 
 class Dashboard:
@@ -101,15 +118,19 @@ class Dashboard:
 
     def __init__(self):
         self.layout = Layout(name="dashboard")
-        self.layout.split_column(Layout(name="header", size=2), Layout(name="top", size=11),
-                                 Layout(name="samples"), Layout(name="footer", size=1))
+        self.layout.split_column(Layout(name="header", size=2), Layout(name="progress", size=1),
+                                 Layout(name="top", size=11), Layout(name="samples"), Layout(name="footer", size=1))
         self.layout["top"].split_row(Layout(name="rewards", ratio=11), Layout(name="health", ratio=9))
 
     def update(self, state: RunState, now: float, size: tuple[int, int], *, device: str | None = None,
                elapsed: float | None = None, status: str | None = None, footer: str = "",
                prompt: int = 0) -> Layout:
         width, height = size
-        self.layout["top"].size = top_rows(height)
+        progress = progress_line(state, now)
+        self.layout["progress"].visible = progress is not None
+        if progress is not None:
+            self.layout["progress"].update(progress)
+        self.layout["top"].size = top_rows(height, 4 if progress is not None else 3)
         self.layout["header"].update(render_header(state, now, device, elapsed, status))
         self.layout["rewards"].update(Panel(RewardView(state), title="reward", title_align="left"))
         self.layout["rewards"].ratio, self.layout["health"].ratio = (11, 9) if width < 120 else (3, 2)
@@ -196,7 +217,8 @@ class TrainDashboard:
         state = self.reader.state
         now = time.time()
         status = state.status if state.status in FINAL_STATUSES else (
-            "training" if state.metrics else "loading the model, then the base evaluation")
+            "training" if state.metrics else "starting" if state.progress else
+            "loading the model, then the base evaluation")
         footer = f"Ctrl-C stops at a consistent point; resume with: hmx-mlx train --resume {state.root}"
         if self.finished is not None:  # the last frame, left on the terminal: captured lines follow it
             footer = f"run folder: {state.root}"

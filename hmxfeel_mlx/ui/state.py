@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..errors import HmxError
 from .. import selection as selection_rule
+from ..progress import PROGRESS_FILE, read_progress
 from ..runfolder import RunPaths
 
 FINAL_STATUSES = ("finished", "stopped", "interrupted")
@@ -88,6 +89,7 @@ class RunState:
     status: str = "starting"  # starting, running, finished, stopped, interrupted
     last_write: float | None = None  # unix time of the last metrics line
     damaged_lines: int = 0
+    progress: dict | None = None  # progress.json: the stage the trainer is in and how far it is
 
     @property
     def name(self) -> str:
@@ -162,6 +164,10 @@ class RunReader:
         summary_changed = self._changed(self.paths.summary)
         if summary_changed:
             s.summary = self._read_json(self.paths.summary)
+        progress_path = self.paths.root / PROGRESS_FILE
+        if self._changed(progress_path):
+            s.progress = read_progress(progress_path)
+            changed = True
         s.last_write = self._metrics.mtime_ns / 1e9 if self._metrics.rows else None
         s.damaged_lines = self._metrics.damaged + self._samples.damaged
         status = run_status(s, self._stamps.get(self.paths.summary.name, 0), self._metrics.mtime_ns)
@@ -192,6 +198,11 @@ def open_run(path: str | Path) -> RunReader:
 
 
 # --------------------------------------------------------------------------- derived values
+
+
+def score_key(state: RunState) -> str:
+    """The held-out score the selection reads: ``eval_score_cal`` when the run has it."""
+    return selection_rule.score_key(state.evals)
 
 
 def threshold(config: dict) -> tuple[float, str]:

@@ -13,7 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from .charts import LineChart, Series, sparkline
-from .state import RunState, selection, threshold
+from ..selection import CALIBRATED
+from .state import RunState, score_key, selection, threshold
 
 TRAIN_STYLE, HELDOUT_STYLE = "cyan", "magenta"
 BEST_STYLE, WORST_STYLE = "bold green", "red"
@@ -55,7 +56,8 @@ def reward_chart(state: RunState, height: int | None = None) -> LineChart:
     """Training reward per step and held-out score per evaluation, with the selection threshold;
     the x axis marks checkpoints (┴) and the selected one (▲)."""
     train = [(m["step"], m.get("reward_mean")) for m in state.train_metrics]
-    held = [(m["step"], m.get("eval_score")) for m in state.evals]
+    key = score_key(state)  # the score the threshold is on: calibrated when the run has it
+    held = [(m["step"], m.get(key)) for m in state.evals]
     selected = selection(state)["step"]
     marks = {m["step"]: "┴" for m in state.evals if m["step"] > 0}
     if selected is not None:
@@ -67,23 +69,41 @@ def reward_chart(state: RunState, height: int | None = None) -> LineChart:
 
 
 def reward_legend(state: RunState) -> Text:
-    return Text.assemble(("• train", TRAIN_STYLE), "  ", ("◆ held-out", HELDOUT_STYLE), "  ",
+    held = "◆ held-out (calibrated)" if score_key(state) == CALIBRATED else "◆ held-out"
+    return Text.assemble(("• train", TRAIN_STYLE), "  ", (held, HELDOUT_STYLE), "  ",
                          (f"╌ threshold {threshold_text(state.config)}", "yellow"), "  ▲ selected")
 
 
 def heldout_lines(state: RunState) -> list[Text]:
-    """How the held-out score moved since the base, and the selected checkpoint."""
+    """How the held-out score moved since the base (raw and calibrated side by side when the run
+    has calibrated scores), the distance from the base, and the selected checkpoint."""
     evals = state.evals
     if not evals:
         return [Text("held-out: no evaluation yet", style="dim")]
     first, last = evals[0], evals[-1]
-    moved = f"held-out {num(first.get('eval_score'))}"
-    if last is not first:
-        moved += f" → {num(last.get('eval_score'))} ± {num(last.get('eval_score_se'))} (step {last['step']})"
-    moved += f" · KL {num(last.get('eval_kl'), '.3f')}"
     sel = selection(state)
-    chosen = f"step_{sel['step']}" if sel["step"] is not None else "none"
-    return [Text(moved), Text(f"selected {chosen}" + (f" ({sel['reason']})" if sel["reason"] else ""))]
+    chosen = f"selected step_{sel['step']}" if sel["step"] is not None else "selected none"
+    chosen = Text(chosen + (f" ({sel['reason']})" if sel["reason"] else ""))
+    if score_key(state) != CALIBRATED:
+        moved = f"held-out {num(first.get('eval_score'))}"
+        if last is not first:
+            moved += f" → {num(last.get('eval_score'))} ± {num(last.get('eval_score_se'))} (step {last['step']})"
+        moved += f" · KL {num(last.get('eval_kl'), '.3f')}"
+        return [Text(moved), chosen]
+
+    def moved(key: str) -> str:
+        text = num(first.get(key))
+        if last is not first:
+            text += f" → {num(last.get(key))} ± {num(last.get(key + '_se'))}"
+        return text
+
+    step = f" (step {last['step']})" if last is not first else ""
+    scores = f"held-out calibrated {moved('eval_score_cal')} · raw {moved('eval_score')}{step}"
+    kl = (f"KL {num(last.get('eval_kl'), '.3f')}/token · {num(last.get('eval_kl_reply'))} ± "
+          f"{num(last.get('eval_kl_reply_se'))} nats/reply · {num(last.get('eval_len'), '.0f')} tokens")
+    if "eval_judge_score_mass" in last:
+        kl += f" · judge mass {num(last['eval_judge_score_mass'], '.3f')}"
+    return [Text(scores), Text(kl), chosen]
 
 
 class RewardView:

@@ -1,0 +1,71 @@
+"""Sampled completions as one padded batch, and their log-probabilities under a model.
+
+Shared by the GRPO update (the log-probs that carry the gradient) and the distance to
+the base (``divergence``): both score exactly the token ids that were sampled, never a
+re-tokenised text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mlx.core as mx
+import numpy as np
+
+from . import grpo
+from .generation import forward_hidden, left_pad, make_batch_cache, output_logits
+
+
+def pad_id(tokenizer) -> int:
+    """The id that fills padding (never attended to, never scored)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(tokenizer.eos_token_ids))
+
+
+@dataclass
+class CompletionBatch:
+    """Left-padded prompts followed by right-padded completions: completion t of every
+    row sits in column P + t, so the completion logits are one slice of the hidden states."""
+
+    x: mx.array  # (B, P + T - 1) input ids
+    pads: list[int]  # left padding of each prompt
+    width: int  # P
+    targets: mx.array  # (B, T) completion ids
+    mask: mx.array  # (B, T) float32, 1 on completion tokens
+    sampler_logp: mx.array  # (B, T) the log-probs the sampler reported (0 off the mask)
+
+
+def make_completion_batch(prompt_ids, tokens, logprobs, pad_id: int) -> CompletionBatch:
+    prompts, pads = left_pad(prompt_ids, pad_id)
+    width = prompts.shape[1]
+    longest = max(len(t) for t in tokens)
+    targets = np.full((len(tokens), longest), pad_id, dtype=np.int32)
+    mask = np.zeros((len(tokens), longest), dtype=np.float32)
+    sampler = np.zeros((len(tokens), longest), dtype=np.float32)
+    for i, (t, lp) in enumerate(zip(tokens, logprobs)):
+        targets[i, : len(t)] = t
+        mask[i, : len(t)] = 1.0
+        sampler[i, : len(t)] = lp
+    targets = mx.array(targets)
+    x = mx.concatenate([prompts, targets[:, :-1]], axis=1)  # the last completion token is never an input
+    return CompletionBatch(x, pads, width, targets, mx.array(mask), mx.array(sampler))
+
+
+def completion_logprobs(model, batch: CompletionBatch, temperature: float, chunk: int = 32) -> mx.array:
+    """log p(completion token t | prompt, tokens < t) under ``model`` at ``temperature``
+    (log-softmax of logits / T), (B, T) float32, 0 off the mask.
+
+    The vocabulary-sized part (LM head, log-softmax) runs ``chunk`` positions at a time under
+    ``mx.checkpoint``: the backward pass recomputes each chunk's logits instead of keeping
+    (B, T, V) of them, about 0.4 GiB less at 8 x 128 tokens with a 49k vocabulary. The head
+    is frozen here (LoRA sits inside the blocks), so only the hidden states need gradients.
+    """
+    hidden = forward_hidden(model, batch.x, make_batch_cache(model, batch.pads))  # (B, P+T-1, D)
+    T = batch.targets.shape[1]
+    hidden = hidden[:, batch.width - 1 : batch.width - 1 + T]  # (B, T, D)
+    parts = []
+    for s in range(0, T, chunk):
+        targets = batch.targets[:, s : s + chunk]
+        head = mx.checkpoint(lambda h, t=targets: grpo.token_logprobs(output_logits(model, h), t, temperature))
+        parts.append(head(hidden[:, s : s + chunk]))
+    lp = parts[0] if len(parts) == 1 else mx.concatenate(parts, axis=1)
+    return mx.where(batch.mask > 0, lp, 0.0)

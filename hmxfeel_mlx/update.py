@@ -1,0 +1,136 @@
+"""One GRPO optimiser step on a rollout: the LoRA adapters' gradient, accumulated exactly
+over micro-batches, clipped and applied.
+
+Micro-batches are the rollout's rows in order, ``update_batch_size`` at a time (TRL's
+per-device batch, without its shuffle). The loss normalisers are those of TRL's
+``GRPOTrainer.compute_loss`` with gradient accumulation over the micro-batches:
+
+* ``grpo``: the mean over sequences of each sequence's token mean;
+* ``dr_grpo``: the token sum / (rows x ``max_new_tokens``);
+* ``bnpo``: each micro-batch's token mean (its own token count), averaged over the
+  micro-batches (TRL divides by the gradient-accumulation steps);
+* ``dapo``: the token sum / the tokens of the whole rollout (TRL's ``num_items_in_batch``).
+
+bnpo and dapo agree when there is one micro-batch, or when all micro-batches hold the same
+number of tokens. (TRL's grpo and dr_grpo average micro-batch means, which equals the
+whole-rollout means above when the micro-batches have the same number of rows, as
+``group_size`` x ``prompts_per_step`` divisible by ``update_batch_size`` gives.)
+
+``old_logp``: there is one optimiser step per rollout, so the policy that sampled is the one
+being updated and the importance ratio is exactly 1: the loss uses the detached log-probs of
+its own forward pass as ``old_logp`` (as TRL does with ``num_iterations`` = 1). The sampler's
+log-probs are equal in exact arithmetic, but decoding (one position, a KV cache) and the
+full-sequence forward run different kernels; on Metal with quantized weights they differ
+enough that the ratio drifts from 1 and clipping removes real gradient. Their mismatch is
+reported as ``sampler_logp_diff``: the mean |sampler - training| log-prob per token.
+
+Rows with zero advantage are left out of the forward pass when beta = 0 (their gradient is
+exactly zero) but still count in every normaliser.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+import numpy as np
+from mlx.utils import tree_map
+
+from . import grpo
+from .completions import CompletionBatch, completion_logprobs, make_completion_batch
+from .config import TrainConfig
+from .judge import lora_disabled
+from .rollout import Rollout
+
+RATIO_KEYS = ("kl", "clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean")
+
+
+def loss_weight(loss_type: str, rows: int, tokens: float, batch_tokens: float, n_batches: int,
+                total_rows: int, total_tokens: float) -> float:
+    """The weight that turns ``grpo.grpo_loss`` computed on ``rows`` rows (``tokens`` tokens) of one
+    micro-batch (``batch_tokens`` tokens in all its rows) into their share of the rollout's loss."""
+    if loss_type == "dapo":
+        return tokens / max(total_tokens, 1.0)
+    if loss_type == "bnpo":
+        return tokens / max(batch_tokens, 1.0) / n_batches
+    return rows / total_rows  # grpo (mean over sequences), dr_grpo (sum / (B * L))
+
+
+def micro_batches(n_rows: int, size: int) -> list[list[int]]:
+    return [list(range(s, min(s + size, n_rows))) for s in range(0, n_rows, size)]
+
+
+def grpo_update(
+    model, optimizer, value_and_grad, rollout: Rollout, advantages: np.ndarray, config: TrainConfig, pad_id: int,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
+    """One optimiser step on the rollout; ``progress(n)`` after each micro-batch of ``n`` rows."""
+    truncated = np.array([not f for f in rollout.finished])
+    lengths = np.array([len(t) for t in rollout.tokens], dtype=np.float64)
+    if config.mask_truncated:
+        lengths = np.where(truncated, 0.0, lengths)
+    total_rows, total_tokens = len(rollout.tokens), float(lengths.sum())
+    batches = micro_batches(total_rows, config.update_batch_size)
+    metrics = {"loss": 0.0, **{k: 0.0 for k in RATIO_KEYS}, "update_tokens": 0}
+    diff_sum = diff_tokens = 0.0
+    grads_sum = None
+    for rows in batches:
+        used = [i for i in rows if lengths[i] > 0 and (config.beta > 0 or advantages[i] != 0)]
+        if not used:
+            if progress is not None:
+                progress(len(rows))
+            continue
+        batch = make_completion_batch([rollout.prompt_ids[i] for i in used], [rollout.tokens[i] for i in used],
+                                      [rollout.logprobs[i] for i in used], pad_id)
+        mask = batch.mask
+        if config.mask_truncated:
+            mask = grpo.mask_truncated(mask, mx.array(truncated[used]))
+        ref = None
+        if config.beta > 0:
+            with lora_disabled(model):
+                ref = mx.stop_gradient(completion_logprobs(model, batch, config.temperature))
+        weight = loss_weight(config.loss_type, len(used), float(lengths[used].sum()), float(lengths[rows].sum()),
+                             len(batches), total_rows, total_tokens)
+        (loss, parts), grads = value_and_grad(model, batch, mask, mx.array(advantages[used], dtype=mx.float32), ref,
+                                              weight)
+        grads_sum = grads if grads_sum is None else tree_map(mx.add, grads_sum, grads)
+        mx.eval(loss, parts, grads_sum)
+        chunk_tokens = float(mask.sum())
+        metrics["loss"] += float(loss)
+        metrics["update_tokens"] += int(chunk_tokens)
+        for k in RATIO_KEYS:
+            metrics[k] += float(parts[k]) * chunk_tokens
+        diff_sum += float(parts["sampler_abs_diff_sum"])
+        diff_tokens += float(batch.mask.sum())
+        if progress is not None:
+            progress(len(rows))
+    if grads_sum is None:
+        return {**metrics, "grad_norm": 0.0, "skipped_update": True}
+    used_tokens = max(metrics["update_tokens"], 1)
+    for k in RATIO_KEYS:
+        metrics[k] /= used_tokens
+    metrics["sampler_logp_diff"] = diff_sum / max(diff_tokens, 1.0)
+    if not math.isfinite(metrics["loss"]):
+        return {**metrics, "grad_norm": math.nan, "skipped_update": True}
+    grads_sum, norm = optim.clip_grad_norm(grads_sum, config.max_grad_norm)
+    optimizer.update(model, grads_sum)
+    mx.eval(model.trainable_parameters(), optimizer.state)
+    return {**metrics, "grad_norm": float(norm), "skipped_update": False}
+
+
+def build_value_and_grad(model, config: TrainConfig) -> Callable:
+    """The loss and its gradient, built once (mlx-lm's trainer habit)."""
+
+    def loss_fn(model, batch: CompletionBatch, mask, adv, ref, weight):
+        logp = completion_logprobs(model, batch, config.temperature)
+        loss, parts = grpo.grpo_loss(
+            logp, mx.stop_gradient(logp), adv, mask, ref_logp=ref, beta=config.beta, epsilon=config.epsilon,
+            epsilon_high=config.epsilon_high, loss_type=config.loss_type, max_completion_length=config.max_new_tokens,
+        )
+        diff = mx.stop_gradient((mx.abs(batch.sampler_logp - logp) * batch.mask).sum())
+        return loss * weight, {**parts, "sampler_abs_diff_sum": diff}
+
+    return nn.value_and_grad(model, loss_fn)
