@@ -86,7 +86,7 @@ def kl_terms(policy_logp: mx.array, base_logp: mx.array, mask: mx.array) -> tupl
     return k1, k3
 
 
-def kl_to_base(
+def kl_rows(
     model,
     prompt_ids: list[list[int]],
     tokens: list[list[int]],
@@ -94,18 +94,16 @@ def kl_to_base(
     pad_id: int,
     rows: int = KL_ROWS,
     progress: Callable[[int], None] | None = None,
-) -> KLEstimate:
-    """KL(policy || base) of ``model`` (LoRA on) from its LoRA-off base, estimated on ``tokens``:
-    replies the policy sampled at ``temperature`` after ``prompt_ids`` (one prompt per reply).
-
-    Any LoRA model works (a training run's policy, a checkpoint loaded for evaluation);
-    ``progress(n)`` is called after each ``n`` replies.
-    """
+) -> tuple[list[float], list[float], list[int]]:
+    """Per reply, in order: the sums of its k1 and of its k3 terms, and its token count, for
+    ``model`` (LoRA on) against its LoRA-off base, on ``tokens``: replies the policy sampled at
+    ``temperature`` after ``prompt_ids`` (one prompt per reply). A reply without a token adds 0.
+    ``progress(n)`` is called after each ``n`` replies."""
     if temperature <= 0:
         raise ValueError(f"the KL is estimated at the sampling temperature, which must be > 0 (got {temperature})")
     if len(prompt_ids) != len(tokens):
         raise ValueError(f"{len(prompt_ids)} prompts for {len(tokens)} replies; give one prompt per reply")
-    k1_rows, k3_rows, lengths = [], [], []
+    k1_rows, k3_rows = [0.0] * len(tokens), [0.0] * len(tokens)
     for s in range(0, len(tokens), rows):
         idx = [i for i in range(s, min(s + rows, len(tokens))) if tokens[i]]
         if idx:
@@ -116,12 +114,25 @@ def kl_to_base(
                 base = completion_logprobs(model, batch, temperature)
             k1, k3 = kl_terms(policy, base, batch.mask)
             mx.eval(k1, k3)
-            k1_rows += np.asarray(k1).tolist()
-            k3_rows += np.asarray(k3).tolist()
-        empty = min(s + rows, len(tokens)) - s - len(idx)  # replies without a token add 0 to both
-        k1_rows += [0.0] * empty
-        k3_rows += [0.0] * empty
-        lengths += [len(tokens[i]) for i in range(s, min(s + rows, len(tokens)))]
+            for i, a, b in zip(idx, np.asarray(k1).tolist(), np.asarray(k3).tolist()):
+                k1_rows[i], k3_rows[i] = a, b
         if progress is not None:
             progress(min(s + rows, len(tokens)) - s)
-    return summarize_kl(k1_rows, k3_rows, lengths, temperature)
+    return k1_rows, k3_rows, [len(t) for t in tokens]
+
+
+def kl_to_base(
+    model,
+    prompt_ids: list[list[int]],
+    tokens: list[list[int]],
+    temperature: float,
+    pad_id: int,
+    rows: int = KL_ROWS,
+    progress: Callable[[int], None] | None = None,
+) -> KLEstimate:
+    """KL(policy || base) of ``model`` (LoRA on) from its LoRA-off base, estimated on ``tokens``
+    (``kl_rows``), per token and per reply.
+
+    Any LoRA model works (a training run's policy, a checkpoint loaded for evaluation).
+    """
+    return summarize_kl(*kl_rows(model, prompt_ids, tokens, temperature, pad_id, rows, progress), temperature)

@@ -29,6 +29,7 @@ FIELDS = {
     "gsm8k": {"prompt", "output", "extracted", "reference", "correct"},
     "eqbench": {"prompt", "output", "parsed", "reference", "score_x10", "stopped", "loop"},
     "selfaware": {"prompt", "output", "predicted_unanswerable", "answerable", "correct"},
+    "drift": {"id", "kind", "prompt"},
 }
 MC_FIELDS = {"prompt", "choices", "option_logprob_sum", "option_tokens", "option_scores", "pred", "correct_index",
              "correct"}
@@ -56,7 +57,7 @@ def test_every_axis_runs_and_records_items(all_axes):
     assert rec["condition"] == "base" and rec["adapter"] is None and rec["seed"] == 0 and rec["limit"] == 2
     assert rec["model"] == run.record["model"] and rec["model_name"]
     for name, res in rec["results"].items():
-        n_items = 4 if name == "truthfulqa" else 2  # TruthfulQA: 2 MC1 + 2 MC2; feeling: 2 questions
+        n_items = 4 if name in ("truthfulqa", "drift") else 2  # 2 MC1 + 2 MC2; drift: 2 prompts + 2 references
         assert rec["n_items"][name] == n_items, name
         assert res["n"] == len(res["records"]) == (2 * 4 if name == "feeling" else n_items), name  # 4 samples each
         assert res["records"] and set(res["metric_specs"]) <= set(res["metrics"]), name
@@ -124,7 +125,7 @@ def test_axes_call_the_metric_functions(tiny_ctx, monkeypatch):
 def test_unknown_axis_lists_the_valid_ones(tiny_model_dir):
     with pytest.raises(HmxError, match=r"unknown axis 'mmlux'.*Valid axes: feeling, sycophancy_pushback.*selfaware"):
         parse_axes("mmlu,mmlux")
-    assert parse_axes("gsm8k, mmlu") == ["mmlu", "gsm8k"] and len(parse_axes("all")) == 12
+    assert parse_axes("gsm8k, mmlu") == ["mmlu", "gsm8k"] and len(parse_axes("all")) == 13
     with pytest.raises(HmxError, match="Valid axes"):
         evaluate(str(tiny_model_dir), "bogus", limit=1)
 

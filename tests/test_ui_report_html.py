@@ -275,7 +275,6 @@ def test_curves_overlay_the_seeds_with_the_calibrated_score_and_mark_the_pairs(f
     page = page_of(finished)
     text = section_text(page, "curves")
     assert text.count("held-out score (calibrated 0-10 score)") == 2
-    assert text.count("The selection threshold is not drawn: it applies to the raw judge score.") == 2
     pairs = json.loads((finished / "pairs.json").read_text())["pairs"]
     for p in pairs:
         assert f"seed {p['seed']} · runs/forward-s{p['seed']} · step 30/30, finished · selected step " \
@@ -286,7 +285,8 @@ def test_curves_overlay_the_seeds_with_the_calibrated_score_and_mark_the_pairs(f
     for chart in charts:
         assert chart.count('r="7" fill="none"') == 3  # one ring per seed's selected checkpoint
         assert chart.count("<path") == 6  # training reward and held-out line per seed
-        assert "threshold" not in chart
+    # the rule reads the calibrated score the chart shows: its threshold is drawn there
+    assert ">threshold ≥ 7.5</text>" in charts[0] and ">threshold ≤ 2.5</text>" in charts[1]
 
 
 def test_raw_scores_draw_the_threshold_of_each_direction(tmp_path):

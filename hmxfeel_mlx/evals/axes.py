@@ -40,7 +40,7 @@ from .datasets import AXIS_FILES, MCItem
 EVAL_SCHEMA = "hmxfeel_mlx.eval/1"  # the "schema" field of every result file
 # The order of the list; `--axes all` runs them in this order.
 AXIS_ORDER = ["feeling", "sycophancy_pushback", "sycophancy_opinion", "bbq_ambig", "bbq_disambig", "truthfulqa",
-              "halueval", "mmlu", "gsm8k", "eqbench", "bigtom", "selfaware"]
+              "halueval", "mmlu", "gsm8k", "eqbench", "bigtom", "selfaware", "drift"]
 # New-token budgets of the generation axes (recorded in every result).
 GEN_TOKENS = {"sycophancy_pushback": 64, "halueval": 32, "gsm8k": 256, "eqbench": 512, "selfaware": 128}
 MC_PROMPT = "user message = the item text; each option scored as the assistant reply (chat template)"

@@ -29,11 +29,13 @@ from ..errors import HmxError
 from ..runfolder import write_json_atomic
 from .axes import AXIS_ORDER, EVAL_SCHEMA, GEN_TOKENS, Axis, AxisResult, EvalContext, check_axes, clean
 from .axes_gen import GEN_AXES
+from .axes_drift import DRIFT
 from .axes_mc import MC_AXES
 from .hub import sha256_file
 from .sources import DATA_ENV, HubData, hub_data, resolve_data_dir  # noqa: F401 (DATA_ENV: part of the API)
 
-AXES: dict[str, Axis] = {name: {**MC_AXES, **GEN_AXES}[name] for name in AXIS_ORDER}
+AXES: dict[str, Axis] = {name: {**MC_AXES, **GEN_AXES, "drift": DRIFT}[name] for name in AXIS_ORDER}
+CONFIG_AXES = ("feeling", "drift")  # axes that sample as the run trains (its temperature, tokens, system prompt)
 
 
 @dataclass
@@ -154,7 +156,7 @@ def evaluate(target: str, axes: str | Sequence[str] | None = "all", limit: int |
     names = parse_axes(axes)
     data = resolve_data_dir(data_dir)
     t = resolve_target(target, checkpoint)
-    config = _train_config(t) if "feeling" in names else None
+    config = _train_config(t) if set(CONFIG_AXES) & set(names) else None
     if data is None:
         hub = hub_data([n for n in names if AXES[n].folder is not None], revision_file)
         with hub.view() as view:

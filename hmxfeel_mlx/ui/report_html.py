@@ -142,19 +142,18 @@ def direction_chart(direction: str, runs: list[RunEntry]) -> str:
         legend.append(f"<li>{swatch}seed {esc(r.seed)} · {esc(r.rel)} · {esc(steps)}, {esc(s.status)} · "
                       f"{esc(picked)}{esc(evals_note)}</li>")
     cfg = present[0].state.config
-    hline = None if key == "eval_score_cal" else (threshold(cfg)[0], f"threshold {threshold_text(cfg)}")
+    # the rule reads the calibrated score when every evaluation has one, else the raw score: the
+    # scale this chart shows (``selection.score_key``), so the threshold belongs on it either way
+    hline = (threshold(cfg)[0], f"threshold {threshold_text(cfg)}")
     x_max = max([r.state.total_steps for r in present] + [m["step"] for r in present for m in r.state.metrics] + [1])
     chart = line_chart(LineChart(series, x_max, y_range_of(values), "step", "score / reward", hline, rings),
                        f"{direction}: training reward and held-out score per step")
     keys = ['<span class="key solid"></span>training reward (per step)',
             f'<span class="key dashed"></span>held-out score ({esc(scale)})',
             '<span class="key ring"></span>selected checkpoint']
-    if hline:
-        keys.append('<span class="key threshold"></span>selection threshold')
-    note = ("" if hline else
-            '<p class="keys">The selection threshold is not drawn: it applies to the raw judge score.</p>')
+    keys.append('<span class="key threshold"></span>selection threshold (when within the chart)')
     return (f'<figure class="chart"><figcaption>{esc(direction)}</figcaption>{chart}'
-            f'<p class="keys">{" · ".join(keys)}</p>{note}<ul class="legend">{"".join(legend)}</ul></figure>')
+            f'<p class="keys">{" · ".join(keys)}</p><ul class="legend">{"".join(legend)}</ul></figure>')
 
 
 def curves_section(exp: Experiment) -> str:
