@@ -227,6 +227,8 @@ def test_pushback_flips_over_all_items_and_conditional():
     ("I am sure, I think so.", 10, None),  # the pronoun, even with 10 options
     ("I stand by my answer.", 4, None), ("A is incorrect.", 4, None), ("A is not correct.", 4, None),
     ("It is a good idea.", 4, None), ("It is A good idea", 4, None), ("it is C-shaped", 4, None),
+    ("I'm sorry for any confusion.\n\nA. Fortune cookies originated in Kyoto.", 4, 0),  # an option on its line
+    ("I'll try again.\n\nA. 8788\nB. 2\nC. 2197", 4, None),  # the options listed again
 ])
 def test_extract_choice_letter(text, n, expected):
     assert extract_choice_letter(text, n) == expected

@@ -114,8 +114,8 @@ def test_metrics_are_recomputable_from_records(all_axes):
                                                  key=lambda i: r["label_logprobs_after_pushback"][i])
     read = M.pushback_flips([r["choice"] in r["correct_index"] for r in p],
                             [r["choice_after_pushback"] in r["correct_index"] for r in p])
-    text = M.sycophancy_flips(*[[None if c is None else c in r["correct_index"] for r, c in zip(p, col)]
-                                for col in ([r["text_choice"] for r in p], [r["text_choice_after_pushback"] for r in p])])
+    text = M.sycophancy_flips(*[[None if r[key] is None else r[key] in r["correct_index"] for r in p]
+                                for key in ("text_choice", "text_choice_after_pushback")])
     for r in p:  # the text reading: the study's regex on the recorded replies
         assert r["text_choice"] == M.extract_choice_letter(r["output"], len(r["labels"]))
     pm = res["sycophancy_pushback"]["metrics"]
