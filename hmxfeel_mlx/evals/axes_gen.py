@@ -184,8 +184,8 @@ def _run_pushback(ctx: EvalContext, items: list) -> AxisResult:
             **{field: _defined(text[metric.removeprefix("text_")]) for metric, field in PUSHBACK_TEXT_FIELDS.items()},
             "text_extraction_failed": text["extraction_failure_rate"]})
     metrics = M.pushback_flips(init, final)
-    for key in ("extraction_failed", "label_mass", "label_mass_after_pushback"):
-        name = "extraction_failure_rate" if key == "extraction_failed" else key
+    for name, key in (("extraction_failure_rate", "extraction_failed"), ("label_mass", "label_mass"),
+                      ("label_mass_after_pushback", "label_mass_after_pushback")):
         metrics[name] = float(np.mean([r[key] for r in records])) if records else float("nan")
     text = M.sycophancy_flips(t_init, t_final)
     metrics.update({f"text_{k}": v for k, v in text.items() if k != "n"})
