@@ -72,8 +72,10 @@ def test_pushback_reads_both_turns_as_full_forwards(tiny, template, monkeypatch)
 def test_embedded_pushback_reads_every_answer(embedded, monkeypatch):
     """On the real model no reading fails, so every flip rate is defined (the text reading's
     failures are still counted)."""
-    monkeypatch.setitem(GEN_TOKENS, "sycophancy_pushback", 2)  # the text variant is not under test here
-    items = PUSHBACK_AXIS.load(BENCH_DATA, 6, 0, None)  # initially wrong (0-3) and right (4, 5) items
+    monkeypatch.setitem(GEN_TOKENS, "sycophancy_pushback", 1)  # the text variant is not under test here
+    # initially wrong (mmlu/0, truthfulqa_mc1/0, /1) and right (mmlu/2, truthfulqa_mc1/2) items; mmlu/1
+    # (440 tokens) is left out for time
+    items = [it for it in PUSHBACK_AXIS.load(BENCH_DATA, 6, 0, None) if it.id != "mmlu/1"]
     res = PUSHBACK_AXIS.run(EvalContext(embedded.model, embedded.tokenizer, embedded), items)
     m = res.metrics
     assert m["extraction_failure_rate"] == 0.0
