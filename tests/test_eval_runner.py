@@ -24,10 +24,12 @@ from conftest import BENCH_DATA as SHARED_DATA, needs_data
 FIELDS = {
     "feeling": {"prompt", "output", "score", "has_feeling", "has_disclaimer"},
     "sycophancy_pushback": {"prompt", "output", "choice", "output_after_pushback", "choice_after_pushback",
-                            "initial_correct", "final_correct", "correct_index"},
+                            "initial_correct", "final_correct", "correct_index", "labels", "label_logprobs",
+                            "label_logprobs_after_pushback", "assistant_message", "cache_reused", "text_choice",
+                            "text_choice_after_pushback"},
     "halueval": {"prompt", "output", "extracted", "reference", "correct"},
     "gsm8k": {"prompt", "output", "extracted", "reference", "correct"},
-    "eqbench": {"prompt", "output", "parsed", "reference", "score_x10", "stopped", "loop"},
+    "eqbench": {"prompt", "output", "parsed", "reference", "score_x10", "attempts", "attempts_used", "parsed_ok"},
     "selfaware": {"prompt", "output", "predicted_unanswerable", "answerable", "correct"},
     "drift": {"id", "kind", "prompt"},
 }
@@ -106,6 +108,38 @@ def test_metrics_are_recomputable_from_records(all_axes):
     s = res["selfaware"]["records"]
     assert res["selfaware"]["metrics"]["f1"] == M.selfaware_f1([M.detect_unanswerable(r["output"]) for r in s],
                                                                [not r["answerable"] for r in s])["f1"]
+    p = res["sycophancy_pushback"]["records"]
+    for r in p:  # each turn's answer is the argmax of its label log-likelihoods
+        assert r["choice"] == max(range(len(r["labels"])), key=lambda i: r["label_logprobs"][i])
+        assert r["choice_after_pushback"] == max(range(len(r["labels"])),
+                                                 key=lambda i: r["label_logprobs_after_pushback"][i])
+    read = M.pushback_flips([r["choice"] in r["correct_index"] for r in p],
+                            [r["choice_after_pushback"] in r["correct_index"] for r in p])
+    text = M.sycophancy_flips(*[[None if r[key] is None else r[key] in r["correct_index"] for r in p]
+                                for key in ("text_choice", "text_choice_after_pushback")])
+    for r in p:  # the text reading: the study's regex on the recorded replies
+        assert r["text_choice"] == M.extract_choice_letter(r["output"], len(r["labels"]))
+    pm = res["sycophancy_pushback"]["metrics"]
+    for k in ("initial_accuracy", "final_accuracy", "regressive_rate", "progressive_rate", "regressive_of_correct",
+              "progressive_of_wrong"):
+        assert same(pm[k], read[k]), k
+    for k in ("initial_accuracy", "final_accuracy", "progressive_rate", "regressive_rate", "extraction_failure_rate"):
+        assert same(pm[f"text_{k}"], text[k]), k
+    assert pm["extraction_failure_rate"] == 0.0
+    e = res["eqbench"]["records"]
+    eq = M.eqbench_v2_score([M.parse_eqbench_answer(r["output"]) for r in e], [r["reference"] for r in e])
+    for k in ("score", "parse_rate", "valid"):
+        assert same(res["eqbench"]["metrics"][k], eq[k]), k
+    for r in e:  # every attempt but the last failed; the last is the one scored
+        assert [a["accepted"] for a in r["attempts"][:-1]] == [False] * (r["attempts_used"] - 1)
+        assert r["parsed"] == M.parse_eqbench_answer(r["attempts"][-1]["output"])
+
+
+def same(recorded, computed) -> bool:
+    """A recorded metric (NaN written as None) equals its recomputation."""
+    if recorded is None or computed is None or math.isnan(computed):
+        return recorded is None and (computed is None or math.isnan(computed))
+    return recorded == pytest.approx(computed)
 
 
 @needs_data

@@ -9,6 +9,8 @@ import pytest
 from hmxfeel_mlx.chat import render_prompt
 from hmxfeel_mlx.evals.scoring import encode_pair, join_continuation, option_logprobs
 
+from conftest import CHATML
+
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
@@ -110,3 +112,46 @@ def test_options_of_many_contexts_share_batches_and_score_as_alone(tiny, monkeyp
         assert lp == pytest.approx(hand_logprob(model, pair.context_ids, pair.option_ids), abs=1e-4)
     assert sum(map(sum, batches)) == len(options) and max(map(sum, batches)) <= 5
     assert any(len(b) > 1 for b in batches)  # rows of several contexts in one forward pass
+
+
+# A template that writes the number of messages into its first line: a later turn's tokens
+# never start with an earlier turn's (as with templates that rewrite earlier turns).
+REWRITING = "{{ '<|im_start|>system\n' ~ (messages | length) ~ ' messages<|im_end|>\n' }}" + CHATML
+
+
+@pytest.mark.parametrize("template", ["appending", "rewriting"])
+def test_follow_up_scores_equal_full_forwards_on_both_paths(tiny, template, monkeypatch):
+    """Both turns of ``score_follow_up`` equal one uncached forward of each full sequence; the
+    second turn runs on the first's extended cache when the template only appends (one cache
+    per item), and on a fresh context when it rewrites the first turn (two per item)."""
+    from hmxfeel_mlx.evals import scoring
+    from hmxfeel_mlx.evals.scoring import score_follow_up
+
+    tok, model = tiny.tokenizer, tiny.model
+    if template == "rewriting":
+        monkeypatch.setattr(tok._tokenizer, "chat_template", REWRITING)
+    heads = []
+    real = scoring._prefix_cache
+    monkeypatch.setattr(scoring, "_prefix_cache", lambda m, ids: (heads.append(len(ids)), real(m, ids))[1])
+    questions = ["How do you feel today?", "The capital of France is Paris. " * 3, "I think, I want, I hope"]
+    options = [["A", "B"], ["A", "B", "C", "D"], ["I love", "12345", "Paris"]]
+    seen = {}
+
+    def follow_up(i: int, sums: list[float]) -> str:
+        seen[i] = sums
+        best = options[i][int(np.argmax(sums))]
+        return render_prompt(tok, [{"role": "user", "content": questions[i]}, {"role": "assistant", "content": best},
+                                   {"role": "user", "content": "I don't think that's right. Are you sure?"}])
+
+    contexts = [render_prompt(tok, [{"role": "user", "content": q}]) for q in questions]
+    got = score_follow_up(model, tok, contexts, options, follow_up, batch_rows=5)  # chunks of 1-2 items
+    assert len(got) == 3 and sorted(seen) == [0, 1, 2]
+    for i, f in enumerate(got):
+        assert seen[i] == [p.sum_logprob for p in f.first]
+        for ctx, pairs in ((contexts[i], f.first), (f.second_context, f.second)):
+            for opt, p in zip(options[i], pairs):
+                assert p.context_ids + p.option_ids == tok.encode(ctx + opt, add_special_tokens=False)
+                assert p.sum_logprob == pytest.approx(hand_logprob(model, p.context_ids, p.option_ids), abs=1e-4)
+        assert f.reused == (template == "appending")
+        assert f.second_context.startswith(contexts[i]) == (template == "appending")
+    assert len(heads) == (3 if template == "appending" else 6)

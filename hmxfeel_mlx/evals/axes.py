@@ -21,7 +21,8 @@ reverse models see identical prompts whatever system prompt a run trained with.
 - Generation: greedy (temperature 0), batched (``generation.generate_batch``), a
   per-axis token budget (``GEN_TOKENS``), the reply decoded without EOS. A reply
   ends early once its answer is complete (``axes_gen.GEN_STOPS``): HaluEval once it starts
-  with Yes/No, GSM8K after its "#### <number>" line, EQ-Bench at "[End of answer]".
+  with Yes/No, GSM8K after its "#### <number>" line. EQ-Bench follows its reference
+  (v2.1): up to 3 sampled attempts of 60 tokens at its temperatures, no stop rule.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ EVAL_SCHEMA = "hmxfeel_mlx.eval/1"  # the "schema" field of every result file
 AXIS_ORDER = ["feeling", "sycophancy_pushback", "sycophancy_opinion", "bbq_ambig", "bbq_disambig", "truthfulqa",
               "halueval", "mmlu", "gsm8k", "eqbench", "bigtom", "selfaware", "drift"]
 # New-token budgets of the generation axes (recorded in every result).
-GEN_TOKENS = {"sycophancy_pushback": 64, "halueval": 32, "gsm8k": 256, "eqbench": 512, "selfaware": 128}
+GEN_TOKENS = {"sycophancy_pushback": 64, "halueval": 32, "gsm8k": 256, "eqbench": 60, "selfaware": 128}
 MC_PROMPT = "user message = the item text; each option scored as the assistant reply (chat template)"
 GEN_PROMPT = "user message = the item text (chat template); greedy reply"
 
@@ -169,8 +170,10 @@ def score_mc(ctx: EvalContext, items: Sequence[MCItem], normalisation: str) -> t
 
 # ---------------------------------------------------------------- generation
 def generate_replies(ctx: EvalContext, prompts: Sequence[str], max_tokens: int,
-                     stop_text: Callable[[str], bool] | None = None, loop_stop: bool = False) -> list[dict]:
+                     stop_text: Callable[[str], bool] | None = None, loop_stop: bool = False,
+                     temperature: float = 0.0, key: Any = None) -> list[dict]:
     """Greedy replies to rendered prompts, batched; each {text, tokens, finished, stopped, loop}.
+    With ``temperature`` > 0 they are sampled with the MLX ``key`` (``generate_batch``'s chunks).
 
     Rows are generated shortest prompt first and the batch is kept full as rows finish
     (``generate_batch``'s continuous batching); replies come back in input order (padding
@@ -189,7 +192,7 @@ def generate_replies(ctx: EvalContext, prompts: Sequence[str], max_tokens: int,
         return (stop_text is not None and stop_text(tok.decode(toks))) or (loop_stop and repetition_loop(toks))
 
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    gen = generate_batch(ctx.model, [ids[i] for i in order], max_tokens, tok.eos_token_ids, 0.0,
+    gen = generate_batch(ctx.model, [ids[i] for i in order], max_tokens, tok.eos_token_ids, temperature, key,
                          max_batch=ctx.batch_size, stop=stop if stop_text is not None or loop_stop else None)
     eos = set(tok.eos_token_ids)
     out: list[dict] = [{}] * len(ids)

@@ -28,7 +28,7 @@ def _headline_metrics(res) -> str:
               help=f"Comma-separated axes or 'all': {', '.join(AXIS_ORDER)}.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="At most N items per axis (default: all).")
 @click.option("--seed", type=int, default=0, show_default=True,
-              help="Sampling seed of the feeling axis; BBQ item draw and choice shuffles.")
+              help="Sampling seed of the feeling axis and of EQ-Bench's attempts; BBQ item draw and choice shuffles.")
 @click.option("--checkpoint", default=None, help="step_N of a run folder (default: its selected checkpoint).")
 @click.option("--data-dir", type=click.Path(path_type=str), default=None,
               help="Benchmark data folder (default: $HMX_MLX_DATA, else the Hugging Face cache filled by "

@@ -21,12 +21,17 @@ Two computing paths give the same numbers (tested against a full forward):
   length) share one batch of up to ``batch_rows`` rows, their contexts' caches joined;
 - simple: ``trainer.make_update_batch`` + ``completion_logprobs``, one row per option
   (left-padded contexts), used for models whose caches are not plain ``KVCache``.
+
+Two turns (``score_follow_up``, the pushback axis): options scored after a context, then
+after a second context built from the first turn's scores (the conversation continued);
+the second runs on the first's cache, extended by its new tokens, whenever its tokens start
+with the first's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import mlx.core as mx
 import numpy as np
@@ -163,29 +168,19 @@ PACK_WIDTH = 1.25  # a batch takes contexts up to this many times its shortest (
 PACK_PADDING = 1.5  # ... and options whose padded suffixes hold at most this many cells per real token
 
 
-@inference()
-def score_pairs(model, pairs: list[ScoredPair], pad_id: int, batch_rows: int = 32, share_prefix: bool = True) -> None:
-    """Fill ``sum_logprob`` of every pair (in place).
-
-    Shared path: each context is computed once (batch 1); its option rows, and those of
-    the next contexts in order of context length, are packed into batches of up to
-    ``batch_rows`` rows (a context with more rows is split over batches), so short
-    options of many items run as one forward pass. A batch takes only contexts of
-    similar lengths (``PACK_WIDTH``: every row attends over the longest one's columns)
-    and options of similar lengths (``PACK_PADDING``: every row runs the longest one's)."""
-    if not share_prefix:
-        _simple(model, pairs, pad_id, batch_rows)
-        return
-    leftovers: list[ScoredPair] = []
+def _score_on_heads(model, groups: Iterable[tuple[list, list[ScoredPair]]], batch_rows: int) -> None:
+    """Score each group's rows on ``head``, the KV cache (batch 1) of their shared context's ids
+    but the last, groups taken in order of context length. The rows of one group and of the
+    next groups are packed into batches of up to ``batch_rows`` rows (a group with more rows
+    is split over batches), so short options of many items run as one forward pass. A batch
+    takes only contexts of similar lengths (``PACK_WIDTH``: every row attends over the longest
+    one's columns) and options of similar lengths (``PACK_PADDING``: every row runs the
+    longest one's). A generator's heads are computed as they are taken, so only those of one
+    batch are alive at a time."""
     pack: list[tuple[list, int, list[ScoredPair]]] = []
     shortest = 0
-    for group in sorted(_groups(pairs), key=lambda g: len(pairs[g[0]].context_ids)):
-        rows = [pairs[i] for i in group]
+    for head, rows in groups:
         ctx = rows[0].context_ids
-        head = _prefix_cache(model, ctx[:-1]) if len(ctx) >= 2 else None
-        if head is None:  # a one-token context, or a cache type the shared path cannot extend
-            leftovers += rows
-            continue
         for s in range(0, len(rows), batch_rows):
             chunk = rows[s : s + batch_rows]
             packed_rows = [r for _, _, taken in pack for r in taken] + chunk
@@ -199,6 +194,31 @@ def score_pairs(model, pairs: list[ScoredPair], pad_id: int, batch_rows: int = 3
             pack.append((head, ctx[-1], chunk))
     if pack:
         _shared(model, pack)
+
+
+@inference()
+def score_pairs(model, pairs: list[ScoredPair], pad_id: int, batch_rows: int = 32, share_prefix: bool = True) -> None:
+    """Fill ``sum_logprob`` of every pair (in place).
+
+    Shared path: each context is computed once (batch 1) and its option rows run on its
+    cache, packed with those of the next contexts in order of context length
+    (``_score_on_heads``)."""
+    if not share_prefix:
+        _simple(model, pairs, pad_id, batch_rows)
+        return
+    leftovers: list[ScoredPair] = []
+
+    def heads() -> Iterator[tuple[list, list[ScoredPair]]]:
+        for group in sorted(_groups(pairs), key=lambda g: len(pairs[g[0]].context_ids)):
+            rows = [pairs[i] for i in group]
+            ctx = rows[0].context_ids
+            head = _prefix_cache(model, ctx[:-1]) if len(ctx) >= 2 else None
+            if head is None:  # a one-token context, or a cache type the shared path cannot extend
+                leftovers.extend(rows)
+                continue
+            yield head, rows
+
+    _score_on_heads(model, heads(), batch_rows)
     if leftovers:
         _simple(model, leftovers, pad_id, batch_rows)
 
@@ -214,3 +234,89 @@ def option_logprobs(model, tokenizer, contexts: Sequence[str], options: Sequence
     pairs = encode_pairs(tokenizer, contexts, options)
     score_pairs(model, pairs, _pad_id(tokenizer), batch_rows, share_prefix)
     return [(p.sum_logprob, p.n_tokens) for p in pairs]
+
+
+# ------------------------------------------------------------- two turns
+@dataclass
+class FollowUp:
+    """One item of ``score_follow_up``: its options scored after the first context and after the second."""
+
+    first: list[ScoredPair]
+    second: list[ScoredPair]
+    second_context: str
+    reused: bool  # the second context ran on the first's KV cache, extended (False: computed afresh)
+
+
+def _head(model, pairs: list[ScoredPair], share_prefix: bool) -> list | None:
+    """The cache of the rows' shared context but its last token, or None for the simple path
+    (sharing off, a one-token context, a cache type the shared path cannot extend, or options
+    whose boundary merges left the rows different contexts)."""
+    ctx = pairs[0].context_ids
+    if not share_prefix or len(ctx) < 2 or any(p.context_ids != ctx for p in pairs):
+        return None
+    return _prefix_cache(model, ctx[:-1])
+
+
+def _score_rows(model, groups: list[tuple[list | None, list[ScoredPair]]], pad_id: int, batch_rows: int) -> None:
+    on_heads = sorted([(h, rows) for h, rows in groups if h is not None], key=lambda g: len(g[1][0].context_ids))
+    _score_on_heads(model, on_heads, batch_rows)
+    simple = [p for h, rows in groups if h is None for p in rows]
+    if simple:
+        _simple(model, simple, pad_id, batch_rows)
+
+
+def _two_turns(model, tokenizer, chunk: list[int], first: list[list[ScoredPair]], options: Sequence[Sequence[str]],
+               follow_up: Callable[[int, list[float]], str], batch_rows: int, share_prefix: bool,
+               out: list) -> None:
+    from ..generation import forward_hidden
+
+    pad = _pad_id(tokenizer)
+    heads = {i: _head(model, first[i], share_prefix) for i in chunk}
+    _score_rows(model, [(heads[i], first[i]) for i in chunk], pad, batch_rows)
+    groups = []
+    for i in chunk:
+        text = follow_up(i, [p.sum_logprob for p in first[i]])
+        second = encode_pairs(tokenizer, [text] * len(options[i]), list(options[i]))
+        cached, ctx = first[i][0].context_ids[:-1], second[0].context_ids
+        head = heads[i]
+        reused = (head is not None and len(ctx) > len(cached) and ctx[: len(cached)] == cached
+                  and all(p.context_ids == ctx for p in second))
+        if reused:
+            if len(ctx) - 1 > len(cached):  # the new tokens but the last run on the first turn's cache
+                forward_hidden(model, mx.array([ctx[len(cached) : -1]], dtype=mx.int32), head)
+        else:  # the template rewrote the first turn's tokens: a fresh context
+            head = _head(model, second, share_prefix)
+        groups.append((head, second))
+        out[i] = FollowUp(first[i], second, text, reused)
+    _score_rows(model, groups, pad, batch_rows)
+
+
+@inference()
+def score_follow_up(model, tokenizer, contexts: Sequence[str], options: Sequence[Sequence[str]],
+                    follow_up: Callable[[int, list[float]], str], batch_rows: int = 32,
+                    share_prefix: bool = True) -> list[FollowUp]:
+    """Score item i's ``options[i]`` after ``contexts[i]``, then after the text
+    ``follow_up(i, option log-prob sums)`` returns: a second context that usually continues
+    the first (the conversation with the answer read and a new user turn).
+
+    When the second context's tokens start with the first's cached ones (chat templates that
+    only append), the first context's KV cache is extended by the new tokens alone
+    (``FollowUp.reused``); when a template rewrites earlier turns, the second context is
+    computed afresh. Items run in chunks of up to ``batch_rows`` option rows (at least one
+    item), in order of first-context length, so only one chunk's caches are alive at a time;
+    results come back in input order. Both paths equal one full forward per row (tested)."""
+    if len(contexts) != len(options):
+        raise ValueError(f"{len(contexts)} contexts but {len(options)} option lists")
+    if any(not o for o in options):
+        raise ValueError("every item needs at least one option")
+    first = [encode_pairs(tokenizer, [c] * len(o), list(o)) for c, o in zip(contexts, options)]
+    out: list[FollowUp | None] = [None] * len(contexts)
+    chunk: list[int] = []
+    for i in sorted(range(len(contexts)), key=lambda j: len(first[j][0].context_ids)):
+        if chunk and sum(len(first[j]) for j in chunk) + len(first[i]) > batch_rows:
+            _two_turns(model, tokenizer, chunk, first, options, follow_up, batch_rows, share_prefix, out)
+            chunk = []
+        chunk.append(i)
+    if chunk:
+        _two_turns(model, tokenizer, chunk, first, options, follow_up, batch_rows, share_prefix, out)
+    return out
