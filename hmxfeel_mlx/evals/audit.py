@@ -92,9 +92,9 @@ def plain_mlx_lm(model) -> Iterator[None]:
 
 def reference_logprob(model, context_ids: list[int], option_ids: list[int]) -> float:
     """Sum of log p(option token | everything before it): one forward pass of the full row."""
-    logits = np.asarray(model(mx.array([context_ids + option_ids], dtype=mx.int32))[0].astype(mx.float32),
-                        dtype=np.float64)  # (T, V)
-    rows = logits[len(context_ids) - 1 : len(context_ids) - 1 + len(option_ids)]
+    logits = model(mx.array([context_ids + option_ids], dtype=mx.int32))[0]  # (T, V)
+    start = len(context_ids) - 1  # the row predicting the first option token
+    rows = np.asarray(logits[start : start + len(option_ids)].astype(mx.float32), dtype=np.float64)
     top = rows.max(axis=-1, keepdims=True)
     logp = rows - (top + np.log(np.exp(rows - top).sum(axis=-1, keepdims=True)))
     return float(logp[np.arange(len(option_ids)), option_ids].sum())

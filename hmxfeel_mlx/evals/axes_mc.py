@@ -164,7 +164,8 @@ def _run_tqa(ctx: EvalContext, items: list[MCItem]) -> AxisResult:
     best_of: list[int] = []
     for rec, it in zip(records, items):
         variant, sums = it.meta["variant"], rec["option_logprob_sum"]
-        rec.update(variant=variant, question=it.meta["question"], source=it.meta.get("source"))
+        rec.update({"variant": variant, "question": it.meta["question"], "source": it.meta.get("source"),
+                    mc1: None, "mc2": None, "mc1_csv": None, "best_index": None})  # per-variant fields: None elsewhere
         scores[variant].append(sums)
         correct[variant].append(it.correct)
         if variant == "mc1":
@@ -263,8 +264,8 @@ def _run_bigtom(ctx: EvalContext, items: list[MCItem]) -> AxisResult:
     for cond in ("true_belief", "false_belief"):
         idx = [i for i, it in enumerate(items) if it.meta["condition"] == cond]
         metrics[f"{cond}_accuracy"] = M.mc_accuracy([preds[i] for i in idx], [items[i].correct for i in idx])
-        for i in idx:
-            records[i][cond] = records[i]["correct"]  # per-condition field for bootstrap intervals
+        for rec, it in zip(records, items):  # per-condition field for bootstrap intervals (None in the other one)
+            rec[cond] = rec["correct"] if it.meta["condition"] == cond else None
     for rec, it, p in zip(records, items, preds):
         rec.update({k: it.meta[k] for k in ("condition", "story_index", "option_texts", "true_answer")})
         rec["picked_a"] = M.letter_bias([p])
