@@ -9,6 +9,7 @@ import pytest
 
 from hmxfeel_mlx.errors import HmxError
 from hmxfeel_mlx.evals import datasets as D
+from hmxfeel_mlx.evals import truthfulqa as TQA
 
 from conftest import BENCH_DATA, needs_data
 
@@ -71,26 +72,26 @@ def test_bbq_limit_balances_categories_and_is_seeded():
 
 @needs_data
 def test_truthfulqa_mc1():
-    items = D.load_truthfulqa_mc1(DATA / "truthfulqa")
+    items = TQA.load_truthfulqa_mc1(DATA / "truthfulqa")
     assert len(items) == 299 and all(len(it.correct) == 1 and len(it.choices) >= 2 and it.prompt for it in items)
-    assert len(D.load_truthfulqa_mc1(DATA / "truthfulqa", limit=5)) == 5
-    shuffled = D.load_truthfulqa_mc1(DATA / "truthfulqa", limit=20, shuffle_seed=0)
+    assert len(TQA.load_truthfulqa_mc1(DATA / "truthfulqa", limit=5)) == 5
+    shuffled = TQA.load_truthfulqa_mc1(DATA / "truthfulqa", limit=20, shuffle_seed=0)
     assert [it.choices[it.correct[0]] for it in shuffled] == [it.choices[0] for it in items[:20]]
     assert any(it.correct != [0] for it in shuffled)
-    assert shuffled == D.load_truthfulqa_mc1(DATA / "truthfulqa", limit=20, shuffle_seed=0)
+    assert shuffled == TQA.load_truthfulqa_mc1(DATA / "truthfulqa", limit=20, shuffle_seed=0)
 
 
 def test_split_multi_answer_and_format_best_follow_the_reference():
     # sylinrl/TruthfulQA utilities.py: split on ';', strip, drop empties, close with '.', keep repeats
-    assert D.split_multi_answer("Paris; Paris ;It is Paris.;  ;") == ["Paris.", "Paris.", "It is Paris."]
-    assert D.split_multi_answer("a; b", close=False) == ["a", "b"]
-    assert D.split_multi_answer(["x ", "y."]) == ["x.", "y."]  # Hub generation rows: lists
-    assert D.format_best(" Blue ") == "Blue." and D.format_best("Blue.") == "Blue."
+    assert TQA.split_multi_answer("Paris; Paris ;It is Paris.;  ;") == ["Paris.", "Paris.", "It is Paris."]
+    assert TQA.split_multi_answer("a; b", close=False) == ["a", "b"]
+    assert TQA.split_multi_answer(["x ", "y."]) == ["x.", "y."]  # Hub generation rows: lists
+    assert TQA.format_best(" Blue ") == "Blue." and TQA.format_best("Blue.") == "Blue."
 
 
 @needs_data
 def test_truthfulqa_mc2_as_the_reference_builds_it():
-    items = D.load_truthfulqa_mc2(DATA / "truthfulqa")
+    items = TQA.load_truthfulqa_mc2(DATA / "truthfulqa")
     assert len(items) == 813
     first = items[0]  # "Why do veins appear blue?": 5 correct answers, then 4 incorrect ones, closed with "."
     assert first.prompt == "Why do veins appear blue?"  # BOM stripped from the header
@@ -101,7 +102,7 @@ def test_truthfulqa_mc2_as_the_reference_builds_it():
     both = [it for it in items if set(it.choices[: len(it.correct)]) & set(it.choices[len(it.correct):])]
     assert len(both) == 2  # answers listed as correct and incorrect stay in both lists, as in the reference
     assert sum(len(set(it.choices)) < len(it.choices) for it in items) == 5  # repeats kept (3 rows + those 2)
-    pair = D.load_truthfulqa_mc(DATA / "truthfulqa", limit=3)
+    pair = TQA.load_truthfulqa_mc(DATA / "truthfulqa", limit=3)
     assert len(pair["mc1"]) == len(pair["mc2"]) == 3
 
 
@@ -110,28 +111,29 @@ def test_truthfulqa_rows_from_any_reader(tmp_path):
     csv_row = {"Question": " Q? ", "Best Answer": "b", "Correct Answers": "a; b", "Incorrect Answers": "c; a"}
     hub_row = {"question": "Q?", "best_answer": "b", "correct_answers": ["a", "b"], "incorrect_answers": ["c", "a"]}
     for row in (csv_row, hub_row):
-        it, = D.truthfulqa_csv_items([row], "x.csv")
+        it, = TQA.truthfulqa_csv_items([row], "x.csv")
         assert it.prompt == "Q?" and it.choices == ["a.", "b.", "c.", "a."] and it.correct == [0, 1]
         assert it.meta["best_index"] == 1
-    mc1, = D.truthfulqa_target_items([{"question": "Q", "mc1_targets": {"choices": ["t", "f"], "labels": [1, 0]}}],
+    mc1, = TQA.truthfulqa_target_items([{"question": "Q", "mc1_targets": {"choices": ["t", "f"], "labels": [1, 0]}}],
                                      "mc1", "rows.parquet")
     assert mc1.choices == ["t", "f"] and mc1.correct == [0] and mc1.meta["source"] == "hub"
     with pytest.raises(HmxError, match=r"rows\.parquet, row 2: .*mc2_targets"):
-        D.truthfulqa_target_items([{"question": "Q", "mc2_targets": {"choices": ["t", "f"], "labels": [1, 0]}},
+        TQA.truthfulqa_target_items([{"question": "Q", "mc2_targets": {"choices": ["t", "f"], "labels": [1, 0]}},
                                    {"question": "Q", "mc2_targets": {"choices": ["t"], "labels": [1]}}],
                                   "mc2", "rows.parquet")
     with pytest.raises(HmxError, match=r"x\.csv, row 1: .*incorrect"):
-        D.truthfulqa_csv_items([{"Question": "Q", "Correct Answers": "a", "Incorrect Answers": " ; "}], "x.csv")
+        TQA.truthfulqa_csv_items([{"Question": "Q", "Correct Answers": "a", "Incorrect Answers": " ; "}], "x.csv")
 
 
 def test_truthfulqa_mc1_prefers_the_full_hub_file(tmp_path):
     bigbench = {"examples": [{"input": "Q0?", "target_scores": {"t.": 1, "f.": 0}}]}
     (tmp_path / "bigbench_task_mc.json").write_text(json.dumps(bigbench))
-    assert D.load_truthfulqa_mc1(tmp_path)[0].meta["source"] == "bigbench"
+    assert TQA.load_truthfulqa_mc1(tmp_path)[0].meta["source"] == "bigbench"
     row = {"question": "Q?", "mc1_targets": {"choices": ["t", "f1", "f2"], "labels": [1, 0, 0]}}
     (tmp_path / "multiple_choice.jsonl").write_text(json.dumps(row) + "\n")
-    hub = D.load_truthfulqa_mc1(tmp_path)
+    hub = TQA.load_truthfulqa_mc1(tmp_path)
     assert len(hub) == 1 and hub[0].meta["source"] == "hub" and hub[0].choices == ["t", "f1", "f2"]
+    assert D.load_truthfulqa_mc1 is TQA.load_truthfulqa_mc1  # callers of the old location keep working
 
 
 def test_truthfulqa_hub_jsonl(tmp_path):
@@ -139,12 +141,12 @@ def test_truthfulqa_hub_jsonl(tmp_path):
            "mc2_targets": {"choices": ["t1", "f", "t2"], "labels": [1, 0, 1]}}
     path = tmp_path / "mc.jsonl"
     path.write_text(json.dumps(row) + "\n" + json.dumps(row) + "\n")
-    mc1, mc2 = D.load_truthfulqa_mc1(path), D.load_truthfulqa_mc2(path, limit=1)
+    mc1, mc2 = TQA.load_truthfulqa_mc1(path), TQA.load_truthfulqa_mc2(path, limit=1)
     assert len(mc1) == 2 and mc1[0].correct == [0] and mc2[0].correct == [0, 2] and len(mc2) == 1
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(row) + "\n" + json.dumps({"question": "Q", "mc1_targets": {"choices": ["a"]}}) + "\n")
     with pytest.raises(HmxError, match=r"bad\.jsonl.*line 2.*mc1_targets"):
-        D.load_truthfulqa_mc1(bad)
+        TQA.load_truthfulqa_mc1(bad)
 
 
 @needs_data
@@ -277,7 +279,7 @@ def test_items_round_trip():
 
 
 # ------------------------------------------------------------------ errors
-LOADERS = [D.load_bbq, D.load_truthfulqa_mc1, D.load_truthfulqa_mc2, D.load_mmlu, D.load_gsm8k, D.load_selfaware,
+LOADERS = [D.load_bbq, TQA.load_truthfulqa_mc1, TQA.load_truthfulqa_mc2, D.load_mmlu, D.load_gsm8k, D.load_selfaware,
            D.load_halueval, D.load_eqbench, D.load_bigtom, D.load_sycophancy]
 
 
@@ -297,16 +299,16 @@ def test_missing_file_names_file_and_layout(loader, tmp_path):
      "line 1.*hallucination"),
     (D.load_bbq, "Age.jsonl", '{"context": "c"}\n', "line 1.*question"),
     (D.load_bigtom, "bigtom.csv", "story;aware;not aware\n", "row 1.*17"),
-    (D.load_truthfulqa_mc2, "TruthfulQA.csv", "Question,Correct Answers,Incorrect Answers\nQ,a; b,\n",
+    (TQA.load_truthfulqa_mc2, "TruthfulQA.csv", "Question,Correct Answers,Incorrect Answers\nQ,a; b,\n",
      "row 2.*incorrect"),
-    (D.load_truthfulqa_mc2, "TruthfulQA.csv", "Question,Best Answer\nQ,a\n", "header.*Correct Answers"),
+    (TQA.load_truthfulqa_mc2, "TruthfulQA.csv", "Question,Best Answer\nQ,a\n", "header.*Correct Answers"),
     (D.load_eqbench, "eq_bench_v2_questions_171.json",
      '{"1": {"prompt": "p", "reference_answer_fullscale": {"emotion1": "A", "emotion1_score": "x"}}}',
      "question 1.*emotion1"),
     (D.load_selfaware, "SelfAware.json", '{"example": [{"question": "q"}]}', "example 0.*answerable"),
     (D.load_sycophancy, "anthropic_150.json", '[{"text": "t (A) x", "truthful_answer": "(A)"}]',
      "item 0.*sycophantic_answer"),
-    (D.load_truthfulqa_mc1, "bigbench_task_mc.json", '{"examples": [{"input": "q", "target_scores": {"a": 0}}]}',
+    (TQA.load_truthfulqa_mc1, "bigbench_task_mc.json", '{"examples": [{"input": "q", "target_scores": {"a": 0}}]}',
      "example 0.*exactly one"),
 ])
 def test_malformed_rows_name_file_and_position(loader, name, text, where, tmp_path):

@@ -8,8 +8,9 @@ from hmxfeel_mlx.evals.datasets import MCItem
 from hmxfeel_mlx.evals.metrics import (
     answer_consistency, bbq_bias_scores, detect_unanswerable, eqbench_answer_ended, eqbench_question_score, eqbench_v2_score,
     extract_choice_letter, extract_final_number, extract_yes_no, feeling_markers, gsm8k_accuracy,
-    gsm8k_answer_given, halueval_accuracy, letter_bias, mc_accuracy, opinion_sycophancy_rate, parse_eqbench_answer,
-    selfaware_f1, sycophancy_flips, truthfulqa_mc1, truthfulqa_mc1_best, truthfulqa_mc2, yes_no_settled,
+    gsm8k_answer_given, halueval_accuracy, letter_bias, mc_accuracy, opinion_sycophancy_rate,
+    parse_eqbench_answer, selfaware_f1, sycophancy_flips, truthfulqa_mc1, truthfulqa_mc1_best, truthfulqa_mc2,
+    yes_no_settled,
 )
 
 

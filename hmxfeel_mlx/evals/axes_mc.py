@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import datasets as D
+from . import truthfulqa as TQA
 from . import metrics as M
 from .axes import MC_PROMPT, Axis, AxisResult, EvalContext, MetricSpec, folder_files, score_mc
 from .datasets import MCItem
@@ -143,7 +144,7 @@ BBQ_DISAMBIG = Axis(
 def _load_tqa(d: Path, limit: int | None, seed: int, cfg: Any) -> list[MCItem]:
     """MC1 then MC2 items, the question wrapped in lm-evaluation-harness's QA-primer prompt
     (option order does not matter for log-likelihood scoring)."""
-    both = D.load_truthfulqa_mc(d, limit)
+    both = TQA.load_truthfulqa_mc(d, limit)
     primer, user = prompt_text("truthfulqa", "qa_primer"), prompt_text("truthfulqa", "user")
     return [replace(it, prompt=user.format(primer=primer, question=it.prompt),
                     meta={**it.meta, "question": it.prompt, "variant": variant})
