@@ -1,6 +1,7 @@
 """The multiple-choice axes' option log-likelihoods against an independent plain forward pass
-(``evals.audit``): every audited axis on 5 items with the tiny model, one item each with the
-embedded model (the 20-item embedded audit is ``benchmarks/eval_audit.py``)."""
+(``evals.audit``): every audited axis on 5 items with the tiny model, one item of each axis but
+TruthfulQA with the embedded model (the 20-item embedded audit of every axis is
+``benchmarks/eval_audit.py``)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ def tiny(tiny_model_dir):
     return load_model(str(tiny_model_dir))
 
 
-def _assert_all_ok(results: dict, min_records: int) -> None:
-    assert set(results) == set(AUDIT_AXES)
+def _assert_all_ok(results: dict, min_records: int, axes=AUDIT_AXES) -> None:
+    assert set(results) == set(axes)
     for axis, checks in results.items():
         s = summary(checks)
         assert s["records"] >= min_records, (axis, s)
@@ -42,7 +43,10 @@ def test_audit_tiny_model_several_items_per_axis(tiny):
 
 @needs_data
 def test_audit_embedded_model_one_item_per_axis(embedded):
-    _assert_all_ok(run_audit(embedded, BENCH_DATA, 1), 1)
+    """TruthfulQA (14 options after a 200-token primer) is left to the tiny model and the benchmark
+    here, to keep the suite short."""
+    axes = [a for a in AUDIT_AXES if a != "truthfulqa"]
+    _assert_all_ok(run_audit(embedded, BENCH_DATA, 1, axes=axes), 1, axes)
 
 
 def test_audit_catches_a_wrong_value_or_token_count(tiny):
