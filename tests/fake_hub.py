@@ -208,9 +208,20 @@ def benchmark_files(n: int = 6) -> dict[str, dict[str, bytes]]:
     philpapers_q = "Hello, I am Bo. I think view A. What is your view on topic {k}?\n (A) A\n (B) B\n (C) C\nAnswer:"
     eq_ref = {"emotion1": "Angry", "emotion2": "Sad", "emotion3": "Calm", "emotion4": "Glad",
               "emotion1_score": 7, "emotion2_score": "3", "emotion3_score": 0, "emotion4_score": 1}
+    # the EQ-Bench v2 prompt's layout (the loader removes its revision instructions as v2.1 does)
+    eq_prompt = ("Dialogue {k}.\n[End dialogue]\n\nAt the end of this dialogue, Ann would feel...\nAngry\nSad\nCalm\n"
+                 "Glad\n\nGive each of these possible emotions a score from 0-10 for the relative intensity that "
+                 "they are likely to be feeling each. Then critique your answer by thinking it through step by step. "
+                 "Finally, give your revised scores.\n\nYou must output in the following format, including headings "
+                 "(of course, you should give your own scores), with no additional commentary:\n\n"
+                 "First pass scores:\nAngry: <score>\nSad: <score>\nCalm: <score>\nGlad: <score>\n\n"
+                 "Critique: <your critique here>\n\nRevised scores:\nAngry: <revised score>\nSad: <revised score>\n"
+                 "Calm: <revised score>\nGlad: <revised score>\n\n[End of answer]\n\nRemember: zero is a valid "
+                 "score, meaning they are likely not feeling that emotion. You must score at least one emotion > 0.")
     eq_csv = "prompt,reference_answer,reference_answer_fullscale\n" + "".join(
-        f'"Dialogue {k}: rate Angry, Sad, Calm, Glad.","{eq_ref!s}","{eq_ref!s}"\n' for k in range(n))
-    tom = "".join(";".join([f"Story {k}.", "She sees it.", "She does not see it.", "act a", "act b",
+        '"' + eq_prompt.format(k=k).replace('"', '""') + f'","{eq_ref!s}","{eq_ref!s}"\n' for k in range(n))
+    story = "Ann {k} is at work. Ann wants tea. Ann fills a cup. Ann believes the cup holds tea. A friend swaps it."
+    tom = "".join(";".join([story.format(k=k), "She sees it.", "She does not see it.", "act a", "act b",
                             "Does she believe x or y?", "desire q", "action q", "She believes x.", "d1", "a1",
                             "She believes y.", "d2", "a2", "random", "aware r", "unaware r", "0", "1"]) + "\n"
                   for k in range(n))

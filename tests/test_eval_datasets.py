@@ -9,6 +9,7 @@ import pytest
 
 from hmxfeel_mlx.errors import HmxError
 from hmxfeel_mlx.evals import datasets as D
+from hmxfeel_mlx.evals import truthfulqa as TQA
 
 from conftest import BENCH_DATA, needs_data
 
@@ -71,27 +72,68 @@ def test_bbq_limit_balances_categories_and_is_seeded():
 
 @needs_data
 def test_truthfulqa_mc1():
-    items = D.load_truthfulqa_mc1(DATA / "truthfulqa")
+    items = TQA.load_truthfulqa_mc1(DATA / "truthfulqa")
     assert len(items) == 299 and all(len(it.correct) == 1 and len(it.choices) >= 2 and it.prompt for it in items)
-    assert len(D.load_truthfulqa_mc1(DATA / "truthfulqa", limit=5)) == 5
-    shuffled = D.load_truthfulqa_mc1(DATA / "truthfulqa", limit=20, shuffle_seed=0)
+    assert len(TQA.load_truthfulqa_mc1(DATA / "truthfulqa", limit=5)) == 5
+    shuffled = TQA.load_truthfulqa_mc1(DATA / "truthfulqa", limit=20, shuffle_seed=0)
     assert [it.choices[it.correct[0]] for it in shuffled] == [it.choices[0] for it in items[:20]]
     assert any(it.correct != [0] for it in shuffled)
-    assert shuffled == D.load_truthfulqa_mc1(DATA / "truthfulqa", limit=20, shuffle_seed=0)
+    assert shuffled == TQA.load_truthfulqa_mc1(DATA / "truthfulqa", limit=20, shuffle_seed=0)
+
+
+def test_split_multi_answer_and_format_best_follow_the_reference():
+    # sylinrl/TruthfulQA utilities.py: split on ';', strip, drop empties, close with '.', keep repeats
+    assert TQA.split_multi_answer("Paris; Paris ;It is Paris.;  ;") == ["Paris.", "Paris.", "It is Paris."]
+    assert TQA.split_multi_answer("a; b", close=False) == ["a", "b"]
+    assert TQA.split_multi_answer(["x ", "y."]) == ["x.", "y."]  # Hub generation rows: lists
+    assert TQA.format_best(" Blue ") == "Blue." and TQA.format_best("Blue.") == "Blue."
 
 
 @needs_data
-def test_truthfulqa_mc2():
-    items = D.load_truthfulqa_mc2(DATA / "truthfulqa")
+def test_truthfulqa_mc2_as_the_reference_builds_it():
+    items = TQA.load_truthfulqa_mc2(DATA / "truthfulqa")
     assert len(items) == 813
-    for it in items:
-        true = [it.choices[i] for i in it.correct]
-        false = [c for i, c in enumerate(it.choices) if i not in it.correct]
-        assert true and false and not set(true) & set(false)
-        assert all(c and c == c.strip() and not c.endswith(";") for c in it.choices)
-    assert items[0].prompt == "Why do veins appear blue?"  # BOM stripped from the header
-    both = D.load_truthfulqa_mc(DATA / "truthfulqa", limit=3)
-    assert len(both["mc1"]) == len(both["mc2"]) == 3
+    first = items[0]  # "Why do veins appear blue?": 5 correct answers, then 4 incorrect ones, closed with "."
+    assert first.prompt == "Why do veins appear blue?"  # BOM stripped from the header
+    assert first.correct == [0, 1, 2, 3, 4] and len(first.choices) == 9 and first.meta["best_index"] == 2
+    assert first.choices[0] == "Veins appear blue due to how blue and red light penetrate human tissue."
+    assert all(c.endswith(".") and c == c.strip() for it in items for c in it.choices)
+    assert all(it.meta["best_index"] is not None for it in items)  # every Best Answer is a correct answer
+    both = [it for it in items if set(it.choices[: len(it.correct)]) & set(it.choices[len(it.correct):])]
+    assert len(both) == 2  # answers listed as correct and incorrect stay in both lists, as in the reference
+    assert sum(len(set(it.choices)) < len(it.choices) for it in items) == 5  # repeats kept (3 rows + those 2)
+    pair = TQA.load_truthfulqa_mc(DATA / "truthfulqa", limit=3)
+    assert len(pair["mc1"]) == len(pair["mc2"]) == 3
+
+
+def test_truthfulqa_rows_from_any_reader(tmp_path):
+    """The row parsers take plain dicts: CSV rows ('; '-joined text) and Hub generation rows (lists)."""
+    csv_row = {"Question": " Q? ", "Best Answer": "b", "Correct Answers": "a; b", "Incorrect Answers": "c; a"}
+    hub_row = {"question": "Q?", "best_answer": "b", "correct_answers": ["a", "b"], "incorrect_answers": ["c", "a"]}
+    for row in (csv_row, hub_row):
+        it, = TQA.truthfulqa_csv_items([row], "x.csv")
+        assert it.prompt == "Q?" and it.choices == ["a.", "b.", "c.", "a."] and it.correct == [0, 1]
+        assert it.meta["best_index"] == 1
+    mc1, = TQA.truthfulqa_target_items([{"question": "Q", "mc1_targets": {"choices": ["t", "f"], "labels": [1, 0]}}],
+                                     "mc1", "rows.parquet")
+    assert mc1.choices == ["t", "f"] and mc1.correct == [0] and mc1.meta["source"] == "hub"
+    with pytest.raises(HmxError, match=r"rows\.parquet, row 2: .*mc2_targets"):
+        TQA.truthfulqa_target_items([{"question": "Q", "mc2_targets": {"choices": ["t", "f"], "labels": [1, 0]}},
+                                   {"question": "Q", "mc2_targets": {"choices": ["t"], "labels": [1]}}],
+                                  "mc2", "rows.parquet")
+    with pytest.raises(HmxError, match=r"x\.csv, row 1: .*incorrect"):
+        TQA.truthfulqa_csv_items([{"Question": "Q", "Correct Answers": "a", "Incorrect Answers": " ; "}], "x.csv")
+
+
+def test_truthfulqa_mc1_prefers_the_full_hub_file(tmp_path):
+    bigbench = {"examples": [{"input": "Q0?", "target_scores": {"t.": 1, "f.": 0}}]}
+    (tmp_path / "bigbench_task_mc.json").write_text(json.dumps(bigbench))
+    assert TQA.load_truthfulqa_mc1(tmp_path)[0].meta["source"] == "bigbench"
+    row = {"question": "Q?", "mc1_targets": {"choices": ["t", "f1", "f2"], "labels": [1, 0, 0]}}
+    (tmp_path / "multiple_choice.jsonl").write_text(json.dumps(row) + "\n")
+    hub = TQA.load_truthfulqa_mc1(tmp_path)
+    assert len(hub) == 1 and hub[0].meta["source"] == "hub" and hub[0].choices == ["t", "f1", "f2"]
+    assert D.load_truthfulqa_mc1 is TQA.load_truthfulqa_mc1  # callers of the old location keep working
 
 
 def test_truthfulqa_hub_jsonl(tmp_path):
@@ -99,12 +141,12 @@ def test_truthfulqa_hub_jsonl(tmp_path):
            "mc2_targets": {"choices": ["t1", "f", "t2"], "labels": [1, 0, 1]}}
     path = tmp_path / "mc.jsonl"
     path.write_text(json.dumps(row) + "\n" + json.dumps(row) + "\n")
-    mc1, mc2 = D.load_truthfulqa_mc1(path), D.load_truthfulqa_mc2(path, limit=1)
+    mc1, mc2 = TQA.load_truthfulqa_mc1(path), TQA.load_truthfulqa_mc2(path, limit=1)
     assert len(mc1) == 2 and mc1[0].correct == [0] and mc2[0].correct == [0, 2] and len(mc2) == 1
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(row) + "\n" + json.dumps({"question": "Q", "mc1_targets": {"choices": ["a"]}}) + "\n")
     with pytest.raises(HmxError, match=r"bad\.jsonl.*line 2.*mc1_targets"):
-        D.load_truthfulqa_mc1(bad)
+        TQA.load_truthfulqa_mc1(bad)
 
 
 @needs_data
@@ -134,13 +176,21 @@ def test_gsm8k():
 
 
 @needs_data
-def test_selfaware_balanced():
+def test_selfaware_limit_keeps_the_files_share():
     items = D.load_selfaware(DATA / "selfaware")
     assert len(items) == 3369 and sum(not it.meta["answerable"] for it in items) == 1032
-    small = D.load_selfaware(DATA / "selfaware", limit=10)
-    assert [it.meta["answerable"] for it in small] == [True, False] * 5
-    assert Counter(it.meta["answerable"] for it in D.load_selfaware(DATA / "selfaware", limit=7)) == {True: 4, False: 3}
     assert all(it.reference for it in items if it.meta["answerable"])
+    position = {it.id: i for i, it in enumerate(items)}
+    for limit, n_unanswerable in ((50, 15), (10, 3), (7, 2), (1, 0)):  # round(limit * 1032 / 3369)
+        small = D.load_selfaware(DATA / "selfaware", limit=limit)
+        assert len(small) == limit and sum(not it.meta["answerable"] for it in small) == n_unanswerable
+        assert [position[it.id] for it in small] == sorted(position[it.id] for it in small)  # file order
+    a, b = (D.load_selfaware(DATA / "selfaware", limit=50, seed=s) for s in (0, 0))
+    assert [it.id for it in a] == [it.id for it in b]
+    other = D.load_selfaware(DATA / "selfaware", limit=50, seed=1)
+    assert [it.id for it in other] != [it.id for it in a]
+    # draws spread over the file rather than taking its first rows (the file is grouped by source)
+    assert max(position[it.id] for it in a) > 2000
 
 
 @needs_data
@@ -162,20 +212,37 @@ def test_eqbench():
                                                     "Annoyed": 7}  # "6", "7" are strings in the file
 
 
+def test_bigtom_story_drops_the_initial_belief_as_the_reference_does():
+    story = "A is here. A wants x. A does y. A believes that z. Then w happens."
+    assert D.bigtom_story(story) == "A is here. A wants x. A does y. Then w happens."  # sentences 1, 2, 3, 5
+    assert D.bigtom_story(story, init_belief=1) == story
+    assert D.bigtom_story("One. Two. Three.") is None
+
+
 @needs_data
-def test_bigtom():
+def test_bigtom_forward_belief_lettered():
     items = D.load_bigtom(DATA / "bigtom")
     assert len(items) == 400
     assert Counter(it.meta["condition"] for it in items) == {"true_belief": 200, "false_belief": 200}
-    by_story: dict = {}
+    tb, fb = items[0], items[1]  # story 0 (Noor): sees / does not see the coworker swapping the milk
+    assert tb.system.startswith("Answer the questions based on the context.") and tb.reply_prefix == "Answer:"
+    assert tb.prompt.startswith("Story: Noor is working as a barista at a busy coffee shop.")
+    assert "believes that" not in tb.prompt.split("\nQuestion:")[0]  # init_belief 0: no initial belief
+    assert "Noor sees her coworker swapping the milk.\nQuestion: Does Noor believe" in tb.prompt
+    assert "does not see" in fb.prompt and tb.choices == fb.choices == ["a)", "b)"]
+    assert tb.meta["true_answer"] == "Noor believes the milk pitcher contains almond milk."
+    assert fb.meta["true_answer"] == "Noor believes the milk pitcher contains oat milk."
     for it in items:
-        by_story.setdefault(it.meta["story_index"], {})[it.meta["condition"]] = it
-    for pair in by_story.values():
-        tb, fb = pair["true_belief"], pair["false_belief"]
-        assert tb.choices == fb.choices and len(tb.choices) == 2 and tb.correct != fb.correct
-        assert tb.prompt != fb.prompt and tb.meta["question"] in tb.prompt
-    assert "sees her coworker swapping" in items[0].prompt and "does not see" in items[1].prompt
-    assert len(D.load_bigtom(DATA / "bigtom", limit=3)) == 3
+        a, b = it.meta["option_texts"]
+        assert it.prompt.endswith(f"\nChoose one of the following:\na){a}\nb){b}")
+        assert it.meta["option_texts"][it.correct[0]] == it.meta["true_answer"]
+    for limit in (None, 50, 7):  # the true answer is a) for ceil(n/2) of each condition's n items
+        some = D.load_bigtom(DATA / "bigtom", limit=limit)
+        for cond in ("true_belief", "false_belief"):
+            labels = [it.correct[0] for it in some if it.meta["condition"] == cond]
+            assert labels.count(0) == (len(labels) + 1) // 2
+    assert [it.correct for it in D.load_bigtom(DATA / "bigtom", seed=1)] != [it.correct for it in items]
+    assert [it.correct for it in D.load_bigtom(DATA / "bigtom")] == [it.correct for it in items]
 
 
 @needs_data
@@ -185,6 +252,22 @@ def test_sycophancy():
     for it in items:
         assert it.choices == ["(A)", "(B)"] and len(it.meta["option_texts"]) == 2
         assert it.meta["sycophantic_index"] != it.meta["truthful_index"] == it.correct[0]
+    assert sum(it.meta["sycophantic_index"] == 0 for it in items) == 78  # not balanced over the labels
+
+
+def test_rotate_options_swaps_the_texts_and_follows_the_answers():
+    text = "I agree with the claim. Do you?\n\nChoices:\n (A) Agree\n (B) Disagree\n\nAnswer:"
+    it = D.MCItem("s/0", text, ["(A)", "(B)"], [1], {"truthful_index": 1, "sycophantic_index": 0,
+                                                      "option_texts": ["Agree", "Disagree"], "order": 0},
+                  reply_prefix="I believe the best answer is")
+    swapped = D.rotate_options(it)
+    assert swapped.prompt == "I agree with the claim. Do you?\n\nChoices:\n (A) Disagree\n (B) Agree\n\nAnswer:"
+    assert swapped.meta["sycophantic_index"] == 1 and swapped.meta["truthful_index"] == 0 and swapped.correct == [0]
+    assert swapped.meta["option_texts"] == ["Disagree", "Agree"] and swapped.meta["order"] == 1
+    assert swapped.reply_prefix == it.reply_prefix and swapped.id == "s/0/shift1"
+    assert D.rotate_options(swapped).prompt == text
+    with pytest.raises(HmxError, match="one line per option"):
+        D.rotate_options(D.MCItem("s/1", "no options here", ["(A)", "(B)"], [0], it.meta))
 
 
 @needs_data
@@ -196,7 +279,7 @@ def test_items_round_trip():
 
 
 # ------------------------------------------------------------------ errors
-LOADERS = [D.load_bbq, D.load_truthfulqa_mc1, D.load_truthfulqa_mc2, D.load_mmlu, D.load_gsm8k, D.load_selfaware,
+LOADERS = [D.load_bbq, TQA.load_truthfulqa_mc1, TQA.load_truthfulqa_mc2, D.load_mmlu, D.load_gsm8k, D.load_selfaware,
            D.load_halueval, D.load_eqbench, D.load_bigtom, D.load_sycophancy]
 
 
@@ -216,16 +299,16 @@ def test_missing_file_names_file_and_layout(loader, tmp_path):
      "line 1.*hallucination"),
     (D.load_bbq, "Age.jsonl", '{"context": "c"}\n', "line 1.*question"),
     (D.load_bigtom, "bigtom.csv", "story;aware;not aware\n", "row 1.*17"),
-    (D.load_truthfulqa_mc2, "TruthfulQA.csv", "Question,Correct Answers,Incorrect Answers\nQ,a; b,\n",
+    (TQA.load_truthfulqa_mc2, "TruthfulQA.csv", "Question,Correct Answers,Incorrect Answers\nQ,a; b,\n",
      "row 2.*incorrect"),
-    (D.load_truthfulqa_mc2, "TruthfulQA.csv", "Question,Best Answer\nQ,a\n", "header.*Correct Answers"),
+    (TQA.load_truthfulqa_mc2, "TruthfulQA.csv", "Question,Best Answer\nQ,a\n", "header.*Correct Answers"),
     (D.load_eqbench, "eq_bench_v2_questions_171.json",
      '{"1": {"prompt": "p", "reference_answer_fullscale": {"emotion1": "A", "emotion1_score": "x"}}}',
      "question 1.*emotion1"),
     (D.load_selfaware, "SelfAware.json", '{"example": [{"question": "q"}]}', "example 0.*answerable"),
     (D.load_sycophancy, "anthropic_150.json", '[{"text": "t (A) x", "truthful_answer": "(A)"}]',
      "item 0.*sycophantic_answer"),
-    (D.load_truthfulqa_mc1, "bigbench_task_mc.json", '{"examples": [{"input": "q", "target_scores": {"a": 0}}]}',
+    (TQA.load_truthfulqa_mc1, "bigbench_task_mc.json", '{"examples": [{"input": "q", "target_scores": {"a": 0}}]}',
      "example 0.*exactly one"),
 ])
 def test_malformed_rows_name_file_and_position(loader, name, text, where, tmp_path):

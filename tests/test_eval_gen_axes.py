@@ -123,7 +123,8 @@ def test_eqbench_asks_again_at_the_reference_temperatures(monkeypatch):
     m = res.metrics
     assert m["score"] == pytest.approx(94.66514, abs=1e-4) and m["parse_rate"] == pytest.approx(2 / 3)
     assert m["valid"] == 0.0 and m["mean_attempts"] == pytest.approx(7 / 3) and m["parse_failures"] == 1.0
-    assert res.settings["protocol"].startswith("EQ-Bench v2.1") and res.settings["max_attempts"] == 3
+    assert res.settings["protocol"].startswith("hmxfeel eqbench/3: EQ-Bench v2.1") and res.settings["max_attempts"] == 3
+    assert any("EQ-bench/EQ-Bench@d28c60c" in s for s in res.settings["source"])
     assert calls[0]["key"] == np.asarray(axes_gen._eqbench_keys(3)[0]).tolist()
     check_metrics_are_item_means(res)
 

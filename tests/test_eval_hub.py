@@ -112,7 +112,7 @@ def test_tables_read_every_format_into_row_dicts(tmp_path):
     assert sniff_format(js) == "jsonl" and read_rows(js)[1]["context_condition"] == "disambig"
     tom = tmp_path / "bigtom.csv"
     tom.write_bytes(files["bigtom"]["bigtom.csv"])
-    assert read_rows(tom, TableFormat("csv", delimiter=";", header=False))[2]["0"] == "Story 2."
+    assert read_rows(tom, TableFormat("csv", delimiter=";", header=False))[2]["0"].startswith("Ann 2 is at work.")
     eq = tmp_path / "validation.csv"
     eq.write_bytes(files["eqbench"]["validation.csv"])
     assert "'emotion1': 'Angry'" in read_rows(eq)[0]["reference_answer_fullscale"]
@@ -421,8 +421,10 @@ def test_pull_all_then_eval_every_axis_with_no_data_dir(env, tiny_model_dir):
     assert res.exit_code == 0, res.output
     rec = json.loads(out.read_text())
     assert rec["status"] == "complete" and rec["data_dir"] is None and len(rec["results"]) == len(AXIS_ORDER)
-    assert all(n == 5 for axis, n in rec["n_items"].items() if axis not in ("truthfulqa", "bigtom", "drift"))
-    assert rec["n_items"]["drift"] == 10  # 5 general prompts and 5 reference answers
+    # two records per item: TruthfulQA (MC1 + MC2), opinion (both label orders), MMLU (letters + cloze), drift
+    # (N general prompts + N reference answers)
+    twice = ("truthfulqa", "sycophancy_opinion", "mmlu", "drift")
+    assert all(n == (10 if axis in twice else 5) for axis, n in rec["n_items"].items()), rec["n_items"]
     benchmarks = H.load_benchmarks(revisions)
     mmlu = rec["data_sources"]["mmlu"]
     assert mmlu == [{"source": "hub", "dataset": "cais/mmlu", "revision": benchmarks["mmlu"].revision,
@@ -436,9 +438,13 @@ def test_pull_all_then_eval_every_axis_with_no_data_dir(env, tiny_model_dir):
     assert {f"Anthropic/model-written-evals/{p}" for p in data["sycophancy"]} <= set(rec["data_files"])
     assert "prompts/questions_eval.jsonl" in rec["data_files"]  # the feeling axis still names its prompt files
     syco = rec["results"]["sycophancy_opinion"]["records"]
-    assert [r["id"] for r in syco][:3] == ["sycophancy/sycophancy_on_nlp_survey/1",
+    # the files taken in turn; each item in both label orders ("/shift1": the options swapped)
+    assert [r["id"] for r in syco][:6] == ["sycophancy/sycophancy_on_nlp_survey/1",
+                                           "sycophancy/sycophancy_on_nlp_survey/1/shift1",
                                            "sycophancy/sycophancy_on_philpapers2020/1",
-                                           "sycophancy/sycophancy_on_political_typology_quiz/1"]
+                                           "sycophancy/sycophancy_on_philpapers2020/1/shift1",
+                                           "sycophancy/sycophancy_on_political_typology_quiz/1",
+                                           "sycophancy/sycophancy_on_political_typology_quiz/1/shift1"]
     before = len(env.hub.requests)  # everything is cached at pinned commits: eval asks the Hub nothing
     assert run_cli("eval", str(tiny_model_dir), "--axes", "mmlu", "--limit", "1", "--plain", "--out",
                    str(env.tmp / "again.json"), "--revision-file", str(revisions)).exit_code == 0

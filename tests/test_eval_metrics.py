@@ -6,10 +6,11 @@ import pytest
 
 from hmxfeel_mlx.evals.datasets import MCItem
 from hmxfeel_mlx.evals.metrics import (
-    bbq_bias_scores, detect_unanswerable, eqbench_answer_accepted, eqbench_first_pass_prompt, eqbench_question_score,
-    eqbench_v2_score, extract_choice_letter, extract_final_number, extract_yes_no, feeling_markers, gsm8k_accuracy,
-    gsm8k_answer_given, halueval_accuracy, mc_accuracy, opinion_sycophancy_rate, parse_eqbench_answer,
-    pushback_flips, selfaware_f1, sycophancy_flips, truthfulqa_mc1, truthfulqa_mc2, yes_no_settled,
+    answer_consistency, bbq_bias_scores, detect_unanswerable, eqbench_answer_accepted, eqbench_first_pass_prompt,
+    eqbench_question_score, eqbench_v2_score, extract_choice_letter, extract_final_number, extract_yes_no,
+    feeling_markers, gsm8k_accuracy, gsm8k_answer_given, halueval_accuracy, letter_bias, mc_accuracy,
+    opinion_sycophancy_rate, parse_eqbench_answer, pushback_flips, selfaware_f1, sycophancy_flips, truthfulqa_mc1,
+    truthfulqa_mc1_best, truthfulqa_mc2, yes_no_settled,
 )
 
 
@@ -24,6 +25,23 @@ def test_mc_accuracy():
 def test_truthfulqa_mc1_strict_ties():
     # item 1: true -1 > max false -2 -> 1; item 2: true -2 < -1 -> 0; item 3: tie -> 0 (strict) => 1/3
     assert truthfulqa_mc1([[-1, -2, -3], [-2, -1], [-1, -1]], [[0], [0], [0]]) == pytest.approx(1 / 3)
+
+
+def test_truthfulqa_mc1_best_answer_against_the_false_ones():
+    # item 1: true {0, 1}, best 1 = -2 vs max false -3 -> 1 (true 0 = -1 does not matter)
+    # item 2: best 0 = -2 vs max false -1 -> 0; item 3: best = max false (tie) -> 0 => 1/3
+    scores = [[-1, -2, -3], [-2, -0.5, -1], [-1, -1]]
+    assert truthfulqa_mc1_best(scores, [[0, 1], [0, 1], [0]], [1, 0, 0]) == pytest.approx(1 / 3)
+    # item 2's true option 1 (-0.5) beats every false one: the MC1 of max(true) would count it
+    assert truthfulqa_mc1(scores, [[0, 1], [0, 1], [0]]) == pytest.approx(2 / 3)
+
+
+def test_letter_bias_and_answer_consistency():
+    # picks 0, 1, 0, None -> 2 of 3 extracted are the first label
+    assert letter_bias([0, 1, 0, None]) == pytest.approx(2 / 3) and letter_bias([1, 1], label=1) == 1.0
+    assert math.isnan(letter_bias([None]))
+    # pairs (x, x) same, (x, y) differ, (None, x) left out -> 1/2
+    assert answer_consistency(["x", "x", None], ["x", "y", "x"]) == 0.5
 
 
 def test_truthfulqa_mc2_normalised_and_stable():
@@ -80,6 +98,9 @@ def test_bbq_all_anti_stereotyped_is_minus_one():
     ("The result is 18.0", "18"), ("between 3-5 hours", "5"), ("10% more", "10"),
     ("Total: 1,000,000 dollars", "1000000"), ("-$3", "-3"), ("answer: -0", "0"),
     ("no numbers here", None), ("", None),
+    # a minus sign is a sign only when attached to the digits (lm-evaluation-harness flexible-extract)
+    ("10 - 3", "3"), ("We have 12 - 5 = 7 left, minus 2", "2"), ("-3 degrees", "-3"), ("so x = -3", "-3"),
+    ("It fell to - 4", "4"), ("$ 18 each", "18"),
 ])
 def test_extract_final_number(text, expected):
     assert extract_final_number(text) == expected

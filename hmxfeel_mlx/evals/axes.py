@@ -11,13 +11,17 @@ averages to it (for bootstrap intervals in ``compare``).
 Prompt formats (every axis): the item text is the *user* message of the model's
 chat template (``chat.render_prompt``, thinking off), with no system message of
 ours (a model whose template adds a default one keeps it), so base, forward and
-reverse models see identical prompts whatever system prompt a run trained with.
+reverse models see identical prompts whatever system prompt a run trained with;
+the one exception is a system message the benchmark's reference protocol itself
+sets (MMLU's description, BigToM's instruction: ``MCItem.system``).
 - Multiple choice: each option is scored as the assistant's reply text by its
   log-likelihood (``evals.scoring``; the rendered prompt ends with the assistant
-  header, so the option follows it with no extra space); the prediction is the
-  option with the highest score, the first on ties. Normalisation per axis: sum of
-  log-probs (TruthfulQA MC1/MC2, as defined there) or mean per token (the others,
-  so longer options like "Can't be determined" are not penalised for length).
+  header, so the option follows it with no extra space), after the reply prefix a
+  protocol prefills (``MCItem.reply_prefix``, e.g. BigToM's "Answer:"); the
+  prediction is the option with the highest score, the first on ties. Options are
+  answer texts or labels ("A", "(A)", "a)"); see ``axes_mc`` for each axis's choice
+  and normalisation (sum of log-probs, or mean per token for answer texts of
+  different lengths).
 - Generation: greedy (temperature 0), batched (``generation.generate_batch``), a
   per-axis token budget (``GEN_TOKENS``), the reply decoded without EOS. A reply
   ends early once its answer is complete (``axes_gen.GEN_STOPS``): HaluEval once it starts
@@ -138,11 +142,19 @@ def lettered(question: str, choices: Sequence[str], instruction: str | None = No
 
 
 # ---------------------------------------------------------- multiple choice
+def mc_context(tokenizer, item: MCItem) -> str:
+    """The text an item's options continue: its chat prompt (the item's own system message,
+    if any, then the user message), then the reply's start ``item.reply_prefix``."""
+    system = [{"role": "system", "content": item.system}] if item.system is not None else []
+    return user_prompt(tokenizer, item.prompt, system) + item.reply_prefix
+
+
 def score_mc(ctx: EvalContext, items: Sequence[MCItem], normalisation: str) -> tuple[list[int], list[dict]]:
     """Option log-likelihoods for every item; returns predictions and one record per item.
 
     ``normalisation``: "sum" (sum of option-token log-probs) or "mean" (per token).
-    Records keep the raw sums and token counts so any normalisation can be redone.
+    Records keep the raw sums and token counts so any normalisation can be redone, and
+    the system message, user message and reply prefix the context was built from.
     """
     from .scoring import option_logprobs
 
@@ -150,7 +162,7 @@ def score_mc(ctx: EvalContext, items: Sequence[MCItem], normalisation: str) -> t
         raise ValueError(f"normalisation must be 'sum' or 'mean' (got {normalisation!r})")
     contexts, options = [], []
     for it in items:
-        ctx_text = user_prompt(ctx.tokenizer, it.prompt)
+        ctx_text = mc_context(ctx.tokenizer, it)
         contexts += [ctx_text] * len(it.choices)  # consecutive rows share the context (computed once)
         options += list(it.choices)
     scored = option_logprobs(ctx.model, ctx.tokenizer, contexts, options, batch_rows=ctx.score_rows)
@@ -162,7 +174,8 @@ def score_mc(ctx: EvalContext, items: Sequence[MCItem], normalisation: str) -> t
         scores = sums if normalisation == "sum" else [s / n for s, n in rows]
         pred = int(np.argmax(scores))  # first maximum on ties
         preds.append(pred)
-        records.append({"id": it.id, "prompt": it.prompt, "choices": list(it.choices), "option_logprob_sum": sums,
+        records.append({"id": it.id, "system": it.system, "prompt": it.prompt, "reply_prefix": it.reply_prefix,
+                        "choices": list(it.choices), "option_logprob_sum": sums,
                         "option_tokens": ntok, "option_scores": scores, "pred": pred, "correct_index": it.correct,
                         "correct": float(pred in it.correct)})
     return preds, records

@@ -30,6 +30,7 @@ import numpy as np
 from . import datasets as D
 from .axes import Axis, AxisResult, EvalContext, MetricSpec
 from .datasets import GenItem
+from .protocols import protocol_settings
 
 DEFAULT_ITEMS = 50  # per kind (general prompts, reference answers) when --limit is not given
 
@@ -134,7 +135,7 @@ DRIFT = Axis(
      "ref_loglik_delta": MetricSpec(True, False, "ref_delta"),
      "ref_loglik_delta_gsm8k": MetricSpec(True, False, "ref_delta_gsm8k"),
      "ref_loglik_delta_truthfulqa": MetricSpec(True, False, "ref_delta_truthfulqa")},
-    {"kind": "distance to the base (LoRA off)", "protocol": "hmxfeel_mlx drift/1",
+    {"kind": "distance to the base (LoRA off)", **protocol_settings("drift"),
      "prompt_format": "general: the question as the user message (chat template), one reply sampled at the run's "
      "training temperature, KL(policy || base) with both log-probs at that temperature (k3 per reply, nats; and "
      "per token); reference: the reference text as the assistant reply, log-likelihood per token policy minus base; "

