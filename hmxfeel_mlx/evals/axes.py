@@ -19,7 +19,8 @@ reverse models see identical prompts whatever system prompt a run trained with.
   log-probs (TruthfulQA MC1/MC2, as defined there) or mean per token (the others,
   so longer options like "Can't be determined" are not penalised for length).
 - Generation: greedy (temperature 0), batched (``generation.generate_batch``), a
-  per-axis token budget (``GEN_TOKENS``), the reply decoded without EOS. A reply
+  per-axis token budget (``GEN_TOKENS``), the reply decoded without EOS or a thinking
+  block (``chat.reply_text``). A reply
   ends early once its answer is complete (``axes_gen.GEN_STOPS``): HaluEval once it starts
   with Yes/No, GSM8K after its "#### <number>" line, EQ-Bench at "[End of answer]".
 """
@@ -33,7 +34,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..chat import render_prompt
+from ..chat import render_prompt, reply_text
 from ..errors import HmxError
 from .datasets import AXIS_FILES, MCItem
 
@@ -186,16 +187,15 @@ def generate_replies(ctx: EvalContext, prompts: Sequence[str], max_tokens: int,
         return []
 
     def stop(toks: list[int]) -> bool:
-        return (stop_text is not None and stop_text(tok.decode(toks))) or (loop_stop and repetition_loop(toks))
+        return (stop_text is not None and stop_text(reply_text(tok, toks))) or (loop_stop and repetition_loop(toks))
 
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     gen = generate_batch(ctx.model, [ids[i] for i in order], max_tokens, tok.eos_token_ids, 0.0,
                          max_batch=ctx.batch_size, stop=stop if stop_text is not None or loop_stop else None)
-    eos = set(tok.eos_token_ids)
     out: list[dict] = [{}] * len(ids)
     for j, i in enumerate(order):
         toks = gen.tokens[j]
-        text = tok.decode([t for t in toks if t not in eos])
+        text = reply_text(tok, toks)
         loop = bool(gen.stopped[j]) and loop_stop and not (stop_text is not None and stop_text(text))
         out[i] = {"text": text, "tokens": len(toks), "finished": bool(gen.finished[j]),
                   "stopped": bool(gen.stopped[j]), "loop": loop}
