@@ -103,13 +103,23 @@ def encode(tok, text: str) -> list[int]:
 
 
 def test_the_backend_path_is_one_setting(monkeypatch):
+    from hmxfeel_mlx import backend, doctor
+
+    with cpu_kernels.inference():
+        assert not cpu_kernels._INFERENCE.get()  # no host kernels on the metal path
+    monkeypatch.setattr(backend, "uses_metal", lambda: False)
+    weights = {c.name: c.value for c in doctor.run_checks(measure=False)}["weights"]
+    assert weights.startswith("kept as stored")
     monkeypatch.setenv(PATH_ENV, "cpu")
+    with cpu_kernels.inference():
+        assert cpu_kernels._INFERENCE.get()
+    assert {c.name: c.value for c in doctor.run_checks(measure=False)}["weights"].startswith("dequantized")
     assert backend_path() == "cpu" and cpu_speedups()
     monkeypatch.setenv(PATH_ENV, "gpu")
     with pytest.raises(Exception, match="metal, cpu"):
         backend_path()
     monkeypatch.delenv(PATH_ENV)
-    assert backend_path() == ("metal" if mx.metal.is_available() else "cpu")
+    assert backend_path() == ("metal" if backend.gpu_available() else "cpu")  # the device decides
 
 
 def test_loading_keeps_the_weights_quantized(base):
