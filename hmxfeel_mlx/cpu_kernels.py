@@ -14,13 +14,13 @@ below (when the module uses mlx-lm's own). It is a no-op off the cpu path
 (``backend.cpu_speedups``: on Metal the fused kernels are the fast path, and the
 metal path's settings on the CPU keep mlx-lm's modules as they are; ``uninstall``
 puts them back) and for architectures that bring their own attention (e.g.
-Gemma 2's soft-capped one). Values and gradients match the
-originals to float32 rounding; tests check both.
+Gemma 2's soft-capped one). Values and gradients match the originals to float32
+rounding; tests check both.
 
-Inside ``inference()`` on the cpu path (generation and option scoring, never a gradient), large
-attention softmaxes and SwiGLUs run on the host instead: numpy's vectorised exp
-(~4 ns an element here) is about twice as fast again as ``power``, and row
-groups run on one thread per core. That path evaluates its inputs and so cannot
+Inside ``inference()`` on the cpu path (generation and option scoring, never a
+gradient), large attention softmaxes and SwiGLUs run on the host instead:
+numpy's vectorised exp (~4 ns an element here) is about twice as fast again as
+``power``, and row groups run on one thread per core. That path evaluates its inputs and so cannot
 be differentiated, which is why it needs the explicit context.
 """
 
