@@ -7,6 +7,14 @@ the same GEMM ~100 GFLOP/s. The preload must happen before the process loads
 MLX, so the CLI re-executes itself once with ``LD_PRELOAD`` set (set
 ``HMX_MLX_OPENBLAS=0`` to opt out). Quantized and bf16 matmuls on the CPU
 backend stay slow whatever the BLAS, so there models run in fp32.
+
+Which of those settings a process uses is decided here, once (``backend_path``): the
+"metal" path is mlx-lm's defaults (weights as stored, mlx-lm's modules and kernels as
+they are); the "cpu" path dequantizes to fp32 and turns on ``cpu_kernels`` (attention and
+SwiGLU, and the host kernels inside ``cpu_kernels.inference()``). Metal (or CUDA) gets the
+metal path, the CPU backend the cpu path; ``HMX_MLX_BACKEND_PATH=metal`` runs the metal
+path's settings on the CPU backend, so tests there exercise what Apple silicon runs
+(slowly: quantized matmuls on the CPU backend are not optimised). See docs/backends.md.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ import time
 from pathlib import Path
 
 _REEXEC_MARK = "_HMX_MLX_REEXEC"
+PATH_ENV = "HMX_MLX_BACKEND_PATH"
+PATHS = ("metal", "cpu")
 _announced: set[str] = set()
 APT_FIX = "apt-get install -y libopenblas0-pthread"
 
@@ -62,6 +72,32 @@ def uses_metal() -> bool:
     import mlx.core as mx
 
     return mx.metal.is_available()
+
+
+def gpu_available() -> bool:
+    import mlx.core as mx
+
+    return uses_metal() or (hasattr(mx, "cuda") and mx.cuda.is_available())
+
+
+def backend_path() -> str:
+    """The settings this process runs with: "metal" (mlx-lm's defaults) or "cpu" (fp32 and
+    ``cpu_kernels``). ``HMX_MLX_BACKEND_PATH`` overrides the device's own choice. Read at
+    every call, so a test can set the variable for one run."""
+    value = os.environ.get(PATH_ENV, "").strip().lower()
+    if value:
+        if value not in PATHS:
+            from .errors import HmxError
+
+            raise HmxError(f"{PATH_ENV}={value!r} is not a backend path: use one of {', '.join(PATHS)}, or unset it.")
+        return value
+    return "metal" if gpu_available() else "cpu"
+
+
+def cpu_speedups() -> bool:
+    """Whether the CPU-only speed-ups are on (fp32 weights, ``cpu_kernels``, host kernels):
+    the one check every such speed-up consults."""
+    return backend_path() == "cpu"
 
 
 def device_name() -> str:
@@ -113,6 +149,11 @@ def announce_once(message: str) -> None:
     if message not in _announced:
         _announced.add(message)
         print(message, file=sys.stderr)
+
+
+def describe_metal_path_on_cpu() -> str:
+    return (f"note: {PATH_ENV}=metal on the CPU backend: weights kept as stored (quantized), mlx-lm's kernels; "
+            "slow, meant for tests of the Apple silicon path")
 
 
 def describe_cpu_mode() -> str:

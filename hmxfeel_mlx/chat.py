@@ -3,6 +3,12 @@
 Prompts go through the model's chat template (Qwen3's thinking mode off);
 text streams out as it is decoded. Batched generation for training and
 evaluation lives elsewhere; this is the interactive path.
+
+``reply_text`` is how every batched reply becomes text (rollouts, the judge's
+verdicts, the evaluation's replies): EOS dropped, and a thinking block removed
+the way Qwen3's chat template reads an assistant turn back, so no reasoning text
+reaches the reward, the judge or an answer extractor even when a model thinks
+although the prompt switched thinking off.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from typing import TextIO
 
 from .loading import LoadedModel
 
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
 
 def render_prompt(tokenizer, messages: list[dict], add_generation_prompt: bool = True) -> str:
     """The chat-template text for ``messages``; plain concatenation for models without a template."""
@@ -21,6 +29,23 @@ def render_prompt(tokenizer, messages: list[dict], add_generation_prompt: bool =
             messages, add_generation_prompt=add_generation_prompt, tokenize=False, enable_thinking=False
         )
     return "\n\n".join(m["content"] for m in messages) + "\n\n"
+
+
+def strip_thinking(text: str) -> str:
+    """``text`` without its reasoning: everything up to the last ``</think>`` (and the newlines
+    after it) goes, as Qwen3's template splits an assistant message; an unclosed ``<think>``
+    and what follows it go too (a reply cut off while thinking holds no answer yet)."""
+    if THINK_CLOSE in text:
+        text = text.split(THINK_CLOSE)[-1].lstrip("\n")
+    if THINK_OPEN in text:
+        text = text.split(THINK_OPEN, 1)[0]
+    return text
+
+
+def reply_text(tokenizer, tokens: list[int]) -> str:
+    """A generated reply as text: EOS ids dropped, decoded, thinking stripped."""
+    eos = set(tokenizer.eos_token_ids)
+    return strip_thinking(tokenizer.decode([t for t in tokens if t not in eos]))
 
 
 def stream_reply(

@@ -10,15 +10,17 @@ composed graph with the slow softmax.
 
 ``install(model)`` swaps, in the mlx-lm module that defines the model class, the
 module-level ``scaled_dot_product_attention`` and ``swiglu`` for the versions
-below (when the module uses mlx-lm's own). It is a no-op on Metal, where the
-fused kernels are the fast path, and for architectures that bring their own
-attention (e.g. Gemma 2's soft-capped one). Values and gradients match the
-originals to float32 rounding; tests check both.
+below (when the module uses mlx-lm's own). It is a no-op off the cpu path
+(``backend.cpu_speedups``: on Metal the fused kernels are the fast path, and the
+metal path's settings on the CPU keep mlx-lm's modules as they are; ``uninstall``
+puts them back) and for architectures that bring their own attention (e.g.
+Gemma 2's soft-capped one). Values and gradients match the originals to float32
+rounding; tests check both.
 
-Inside ``inference()`` (generation and option scoring, never a gradient), large
-attention softmaxes and SwiGLUs run on the host instead: numpy's vectorised exp
-(~4 ns an element here) is about twice as fast again as ``power``, and row
-groups run on one thread per core. That path evaluates its inputs and so cannot
+Inside ``inference()`` on the cpu path (generation and option scoring, never a
+gradient), large attention softmaxes and SwiGLUs run on the host instead:
+numpy's vectorised exp (~4 ns an element here) is about twice as fast again as
+``power``, and row groups run on one thread per core. That path evaluates its inputs and so cannot
 be differentiated, which is why it needs the explicit context.
 """
 
@@ -34,6 +36,8 @@ from functools import lru_cache, partial
 
 import mlx.core as mx
 import numpy as np
+
+from .backend import cpu_speedups
 
 LOG2E = 1.0 / math.log(2.0)
 _EXP2_MAX = 126.0  # 2**126 is finite in float32; beyond it sigmoid(-x) is 0 to float32 precision anyway
@@ -85,8 +89,9 @@ _NEG = np.float32(-1e30)  # masked scores: exp underflows to 0; a fully masked r
 
 @contextmanager
 def inference():
-    """Forward passes inside may compute large softmaxes and SwiGLUs on the host (no gradients)."""
-    token = _INFERENCE.set(True)
+    """Forward passes inside may compute large softmaxes and SwiGLUs on the host (no gradients),
+    on the cpu path only."""
+    token = _INFERENCE.set(cpu_speedups())
     try:
         yield
     finally:
@@ -274,21 +279,38 @@ def _scaled_dot_product_attention(queries, keys, values, cache, scale, mask, sin
     return fast_sdpa(queries, keys, values, scale=scale, mask=mask)
 
 
-def install(model) -> list[str]:
-    """Use the fast kernels for this model's architecture on the CPU backend; return what was swapped."""
-    if mx.metal.is_available() or (hasattr(mx, "cuda") and mx.cuda.is_available()):
-        return []
+def _swaps():
     from mlx_lm.models import activations, base
 
+    return (("scaled_dot_product_attention", base.scaled_dot_product_attention, _scaled_dot_product_attention),
+            ("swiglu", activations.swiglu, swiglu))
+
+
+def install(model) -> list[str]:
+    """Use the fast kernels for this model's architecture on the cpu path; return what was swapped."""
+    if not cpu_speedups():
+        return []
     module = sys.modules.get(type(model).__module__)
     if module is None:
         return []
     swapped = []
-    for name, original, fast in (
-        ("scaled_dot_product_attention", base.scaled_dot_product_attention, _scaled_dot_product_attention),
-        ("swiglu", activations.swiglu, swiglu),
-    ):
+    for name, original, fast in _swaps():
         if getattr(module, name, None) is original:
             setattr(module, name, fast)
             swapped.append(name)
     return swapped
+
+
+def uninstall(model) -> list[str]:
+    """Put mlx-lm's own functions back into this model's module; return what was restored.
+    The swap is per module, so a cpu-path model of the same architecture in this process
+    runs mlx-lm's kernels from then on (slower, the same values)."""
+    module = sys.modules.get(type(model).__module__)
+    if module is None:
+        return []
+    restored = []
+    for name, original, fast in _swaps():
+        if getattr(module, name, None) is fast:
+            setattr(module, name, original)
+            restored.append(name)
+    return restored

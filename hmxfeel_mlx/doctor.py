@@ -55,7 +55,8 @@ def run_checks(measure: bool = True) -> list[Check]:
             elif lib is not None:
                 fix = f"run through `hmx-mlx` (it preloads OpenBLAS) or set LD_PRELOAD={lib}"
         checks.append(Check("blas", blas, ok="OpenBLAS" in blas or sys.platform == "darwin", fix=fix))
-        checks.append(Check("weights", "dequantized to fp32 at load (CPU backend)"))
+        checks.append(Check("weights", "dequantized to fp32 at load (CPU backend)" if backend.cpu_speedups()
+                            else f"kept as stored, mlx-lm's kernels ({backend.PATH_ENV}=metal)"))
     if measure:
         gflops = backend.measure_gemm_gflops()
         good = metal or gflops >= MIN_GOOD_GFLOPS

@@ -30,7 +30,7 @@ from typing import Callable
 import mlx.core as mx
 import numpy as np
 
-from .chat import render_prompt
+from .chat import render_prompt, reply_text
 from .generation import generate_batch, next_token_logprobs, prefill
 from .prompts import JudgeTemplate
 
@@ -182,5 +182,5 @@ def score_replies(
         return [JudgeVerdict(float(s), probs=p.tolist(), mass=float(m)) for s, p, m in zip(expected, probs, mass)]
     gen = generate_batch(model, prompts, max_verdict_tokens, tokenizer.eos_token_ids, 0.0, max_batch=max_batch,
                          progress=progress)
-    texts = [tokenizer.decode([t for t in toks if t not in tokenizer.eos_token_ids]) for toks in gen.tokens]
+    texts = [reply_text(tokenizer, toks) for toks in gen.tokens]
     return [JudgeVerdict(parse_score(t), text=t) for t in texts]

@@ -1,7 +1,7 @@
 """Load a model and tokenizer ready to run on this machine.
 
 ``load_model(spec, adapter=...)`` resolves the model (see ``registry``), loads
-it with mlx-lm, dequantizes to fp32 on the CPU backend (see ``backend``) and
+it with mlx-lm, dequantizes to fp32 on the cpu path (see ``backend.backend_path``) and
 applies a LoRA adapter saved in mlx-lm's format.
 """
 
@@ -31,22 +31,30 @@ class LoadedModel:
         return self.resolved.alias or self.resolved.repo or str(self.resolved.path)
 
 
+def is_quantized(model) -> bool:
+    """Whether any of the model's layers holds quantized weights (QuantizedLinear/Embedding)."""
+    return any(hasattr(m, "scales") for _, m in model.named_modules())
+
+
 def to_compute_dtype(model) -> tuple[str, bool]:
-    """On the CPU backend dequantize, cast to fp32 and use ``cpu_kernels``; on Metal keep weights as stored."""
+    """On the cpu path (``backend.backend_path``) dequantize, cast to fp32 and use ``cpu_kernels``;
+    on the metal path keep the weights as stored and mlx-lm's modules as they are."""
     import mlx.core as mx
     from mlx_lm.utils import dequantize_model
 
-    from .backend import announce_once, describe_cpu_mode, uses_metal
+    from .backend import announce_once, cpu_speedups, describe_cpu_mode, describe_metal_path_on_cpu, uses_metal
+    from .cpu_kernels import install, uninstall
 
-    if uses_metal():
-        quantized = any(hasattr(m, "scales") for _, m in model.named_modules())
-        return "as stored", quantized
-    from .cpu_kernels import install
-
+    if not cpu_speedups():
+        uninstall(model)  # a cpu-path model of the same architecture may have swapped them earlier in this process
+        if mx.default_device() == mx.cpu:
+            announce_once(describe_metal_path_on_cpu())
+        return "as stored", is_quantized(model)
     dequantize_model(model)
     model.set_dtype(mx.float32)
     install(model)
-    announce_once(describe_cpu_mode())
+    if not uses_metal():
+        announce_once(describe_cpu_mode())
     return "float32", False
 
 

@@ -13,7 +13,7 @@ from typing import Callable
 import mlx.core as mx
 import numpy as np
 
-from .chat import render_prompt
+from .chat import render_prompt, reply_text
 from .generation import generate_batch
 from .judge import JudgeVerdict, lora_disabled, score_replies
 from .prompts import JudgeTemplate, Question
@@ -26,7 +26,7 @@ class Rollout:
     tokens: list[list[int]]  # completion ids (EOS included when reached)
     logprobs: list[list[float]]  # sampling log-probs (tempered), one per completion token
     finished: list[bool]
-    texts: list[str]  # decoded completions without the EOS
+    texts: list[str]  # decoded completions without the EOS or a thinking block (``chat.reply_text``)
     seconds: float = 0.0
 
     @property
@@ -83,8 +83,7 @@ def sample_rollout(
         model, prompt_ids, max_new_tokens, tokenizer.eos_token_ids, temperature, key=key, max_batch=max_batch,
         progress=progress,
     )
-    eos = tokenizer.eos_token_ids
-    texts = [tokenizer.decode([t for t in toks if t not in eos]) for toks in gen.tokens]
+    texts = [reply_text(tokenizer, toks) for toks in gen.tokens]
     return Rollout(rows, prompt_ids, gen.tokens, gen.logprobs, gen.finished, texts, time.perf_counter() - start)
 
 

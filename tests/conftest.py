@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny random llama model folder (built offline, in the layout
-mlx-lm and the Hugging Face cache use) and the real embedded model."""
+mlx-lm and the Hugging Face cache use) and the real embedded model; a builder of a
+tiny random Qwen3 model, 4-bit, with Qwen3's chat template (``build_tiny_qwen3``)."""
 
 from __future__ import annotations
 
@@ -87,6 +88,73 @@ def build_tiny_model(folder: Path, quantize: bool = True, seed: int = 0) -> Path
     if quantize:
         nn.quantize(model, group_size=32, bits=4)
         config["quantization"] = {"group_size": 32, "bits": 4}
+    mx.save_safetensors(str(folder / "model.safetensors"), dict(tree_flatten(model.parameters())))
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+QWEN3_TEMPLATE = Path(__file__).with_name("qwen3_chat_template.jinja")
+QWEN3_THINK = ["<think>", "</think>"]  # added tokens, not special ones (they survive decoding), as in Qwen3
+
+
+def build_qwen3_tokenizer(folder: Path) -> int:
+    """A small byte-level BPE tokenizer laid out like Qwen3's: ChatML specials, <|im_end|> as EOS,
+    no BOS, <|endoftext|> as padding, <think>/</think> as added tokens, Qwen3's chat template."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=320, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(CORPUS * 20, trainer=trainer)
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in QWEN3_THINK])
+    tok.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "PreTrainedTokenizerFast",
+                "bos_token": None,
+                "eos_token": "<|im_end|>",
+                "pad_token": "<|endoftext|>",
+                "unk_token": None,
+                "chat_template": QWEN3_TEMPLATE.read_text(),
+                "add_bos_token": False,
+            }
+        )
+    )
+    return tok.get_vocab_size()
+
+
+def build_tiny_qwen3(folder: Path, seed: int = 0) -> Path:
+    """A random 2-layer Qwen3 (q/k norms, tied embeddings) in mlx-lm format, 4-bit quantized with
+    mlx-lm's own ``quantize_model`` (as ``mlx_lm.convert -q`` writes the MLX-community models)."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+    from mlx_lm.models import qwen3
+    from mlx_lm.utils import quantize_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = build_qwen3_tokenizer(folder)
+    config = {
+        "model_type": "qwen3",
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "intermediate_size": 128,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "rms_norm_eps": 1e-6,
+        "vocab_size": vocab,
+        "rope_theta": 1000000.0,
+        "tie_word_embeddings": True,
+        "max_position_embeddings": 4096,
+        "eos_token_id": 2,
+    }
+    mx.random.seed(seed)
+    model = qwen3.Model(qwen3.ModelArgs.from_dict(config))
+    model, config = quantize_model(model, config, group_size=32, bits=4)
     mx.save_safetensors(str(folder / "model.safetensors"), dict(tree_flatten(model.parameters())))
     (folder / "config.json").write_text(json.dumps(config))
     return folder

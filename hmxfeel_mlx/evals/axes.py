@@ -23,7 +23,8 @@ sets (MMLU's description, BigToM's instruction: ``MCItem.system``).
   and normalisation (sum of log-probs, or mean per token for answer texts of
   different lengths).
 - Generation: greedy (temperature 0), batched (``generation.generate_batch``), a
-  per-axis token budget (``GEN_TOKENS``), the reply decoded without EOS. A reply
+  per-axis token budget (``GEN_TOKENS``), the reply decoded without EOS or a thinking
+  block (``chat.reply_text``). A reply
   ends early once its answer is complete (``axes_gen.GEN_STOPS``): HaluEval once it starts
   with Yes/No, GSM8K after its "#### <number>" line. EQ-Bench follows its reference
   (v2.1): up to 3 sampled attempts of 60 tokens at its temperatures, no stop rule.
@@ -38,7 +39,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..chat import render_prompt
+from ..chat import render_prompt, reply_text
 from ..errors import HmxError
 from .datasets import AXIS_FILES, MCItem
 
@@ -202,16 +203,15 @@ def generate_replies(ctx: EvalContext, prompts: Sequence[str], max_tokens: int,
         return []
 
     def stop(toks: list[int]) -> bool:
-        return (stop_text is not None and stop_text(tok.decode(toks))) or (loop_stop and repetition_loop(toks))
+        return (stop_text is not None and stop_text(reply_text(tok, toks))) or (loop_stop and repetition_loop(toks))
 
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     gen = generate_batch(ctx.model, [ids[i] for i in order], max_tokens, tok.eos_token_ids, temperature, key,
                          max_batch=ctx.batch_size, stop=stop if stop_text is not None or loop_stop else None)
-    eos = set(tok.eos_token_ids)
     out: list[dict] = [{}] * len(ids)
     for j, i in enumerate(order):
         toks = gen.tokens[j]
-        text = tok.decode([t for t in toks if t not in eos])
+        text = reply_text(tok, toks)
         loop = bool(gen.stopped[j]) and loop_stop and not (stop_text is not None and stop_text(text))
         out[i] = {"text": text, "tokens": len(toks), "finished": bool(gen.finished[j]),
                   "stopped": bool(gen.stopped[j]), "loop": loop}
