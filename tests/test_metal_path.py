@@ -338,7 +338,8 @@ def test_evaluation_axes_run_on_the_metal_path(qwen3_dir, tmp_path, monkeypatch,
 
     run = evaluate(str(qwen3_dir), ["mmlu", "halueval"], limit=2, seed=0, out=tmp_path / "eval.json")
     results = run.record["results"]
-    assert results["mmlu"]["metrics"]["accuracy"] is not None and len(results["mmlu"]["records"]) == 2
+    # two records per MMLU item: the letters (lm-evaluation-harness) and the cloze variant
+    assert results["mmlu"]["metrics"]["accuracy"] is not None and len(results["mmlu"]["records"]) == 4
     for value in results["halueval"]["metrics"].values():
         assert value is None or math.isfinite(value)
     assert all("<think>" not in r["output"] for r in results["halueval"]["records"])
