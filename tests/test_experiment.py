@@ -310,3 +310,36 @@ def test_overview_of_a_running_experiment_shows_progress_and_eta(tmp_path):
     # the finished jobs' durations (the training's own projection: 50 s / half done = 100 s)
     eta = eta_seconds(state, now)
     assert eta == pytest.approx(2 * 15.0 + 100.0 + 100.0 + 100.0)
+
+
+@needs_data
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_sigint_marks_the_job_interrupted_even_when_started_in_the_background(
+        sig, uninterrupted, tiny_model_dir, tmp_path):
+    """A shell's background job starts with SIGINT ignored; `kill` sends SIGTERM: both still stop
+    the running job at a consistent point, and the same command continues it."""
+    out = tmp_path / "exp"
+    cmd = [sys.executable, "-m", "hmxfeel_mlx", *cli_args(tiny_model_dir, out)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    plan = out / "plan.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:  # wait for the second training to be running
+        try:
+            jobs = {j["id"]: j for j in json.loads(plan.read_text())["jobs"]}
+        except (OSError, ValueError):
+            jobs = {}
+        if jobs.get("train-reverse-s0", {}).get("state") == "running":
+            break
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1, output
+    assert "interrupted during train-reverse-s0; nothing finished is lost. Continue with the same command." in output
+    jobs = {j["id"]: j for j in json.loads(plan.read_text())["jobs"]}
+    assert jobs["train-forward-s0"]["state"] == "done"
+    assert jobs["train-reverse-s0"]["state"] == "pending" and jobs["train-reverse-s0"]["note"] == "interrupted"
+    final = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert final.returncode == 0, final.stdout + final.stderr
+    assert experiment_files(out) == experiment_files(uninterrupted)

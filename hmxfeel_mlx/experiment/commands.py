@@ -78,7 +78,8 @@ def replicate_command(model, seeds, directions, axes, limit, out, config_file, s
     root = Path(out) if out else default_out(model)
     console = Console(file=sys.stdout)
     if plain or not console.is_terminal or console.is_dumb_terminal:
-        exp = replicate(spec, root, data_dir, batch_size, on_event=_plain_event, on_step=_plain_step)
+        exp = replicate(spec, root, data_dir, batch_size, on_event=_plain_event, on_step=_plain_step,
+                        on_stage=_plain_stage)
     else:
         exp = _live(spec, root, data_dir, batch_size, console)
     click.echo(f"experiment: {exp.root}")
@@ -91,6 +92,12 @@ def _plain_event(exp, job, event: str) -> None:
     extra = f" ({job.note})" if event == "done" and job.note else ""
     extra += f": {job.error}" if event == "failed" and job.error else ""
     click.echo(f"{job.id}: {event}{extra} [{job.seconds:.0f} s]" if event != "start" else f"{job.id}: start")
+
+
+def _plain_stage(state: dict) -> None:
+    if state.get("kind") == "eval" and state.get("stage", "").startswith("eval ") and state.get("detail"):
+        click.echo(f"  {state['job']}: {state['stage'][5:]} ({state['detail']}; {state.get('done') or 0}/"
+                   f"{state.get('total')} axes done)")
 
 
 def _plain_step(job, metrics: dict, total: int) -> None:

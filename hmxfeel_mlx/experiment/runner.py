@@ -51,14 +51,39 @@ def experiment_lock(root: Path) -> Iterator[None]:
         fh.close()
 
 
-class ProgressFile:
-    """EXP/progress.json: the running job and what it is doing, at most one write a second."""
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt for the duration, so a Ctrl-C, a `kill` or a
+    shutdown marks the running job interrupted at a consistent point. (A process started in the
+    background by a shell inherits SIGINT ignored; it is restored here.) Main thread only."""
+    import signal
+    import threading
 
-    def __init__(self, root: Path):
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    saved = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+class ProgressFile:
+    """EXP/progress.json: the running job and what it is doing, at most one write a second.
+    ``listener(state)`` hears every change of stage (plain output prints it)."""
+
+    def __init__(self, root: Path, listener: Callable[[dict], None] | None = None):
         self.path = root / PROGRESS_FILE
         self.job: Job | None = None
         self.last = 0.0
         self.state: dict = {}
+        self.listener = listener
 
     def start(self, job: Job) -> None:
         self.job = job
@@ -67,8 +92,11 @@ class ProgressFile:
         self._write(force=True)
 
     def __call__(self, stage: str, done=None, total=None, unit=None, detail=None) -> None:
+        changed = stage != self.state.get("stage")
         self.state.update(stage=stage, done=done, total=total, unit=unit, detail=detail)
-        self._write()
+        self._write(force=changed)
+        if changed and self.listener is not None:
+            self.listener(self.state)
 
     def _write(self, force: bool = False) -> None:
         now = time.time()
@@ -98,14 +126,16 @@ def run_job(exp: Experiment, job: Job, progress: ProgressFile, data_dir, batch_s
 
 
 def replicate(settings: Settings, root: str | Path, data_dir: str | Path | None = None, batch_size: int = 64,
-              on_event: Callable[[Experiment, Job, str], None] | None = None, on_step=None) -> Experiment:
+              on_event: Callable[[Experiment, Job, str], None] | None = None, on_step=None,
+              on_stage: Callable[[dict], None] | None = None) -> Experiment:
     """Run every job of the experiment in ``root`` that is not done yet (see the module doc).
 
-    ``on_event(exp, job, event)`` is told "start", "done", "failed" and "interrupted"."""
+    ``on_event(exp, job, event)`` is told "start", "done", "failed" and "interrupted";
+    ``on_stage(progress)`` each new stage of a job (an evaluation's axis, ...)."""
     root = Path(root)
-    with experiment_lock(root):
+    with experiment_lock(root), interruptible():
         exp = open_experiment(root, settings)
-        progress = ProgressFile(root)
+        progress = ProgressFile(root, on_stage)
         for job in exp.jobs:
             if job.state == "done":
                 continue
