@@ -111,6 +111,20 @@ def test_jobs_in_order_and_the_settings_are_refused_when_they_differ(tmp_path):
         open_experiment(tmp_path / "other", settings())
 
 
+def test_a_null_setting_reaches_every_training_run(tmp_path):
+    """--set degenerate_floor=null turns the preset's floor off in the runs, not just in the check."""
+    from hmxfeel_mlx.experiment.commands import build_settings
+    from hmxfeel_mlx.experiment.jobs import train_config
+
+    spec = build_settings("smollm2-135m", 1, "forward,reverse", "mmlu", 2, None, ("degenerate_floor=null",),
+                          "kl-matched", 0)
+    assert spec.overrides == {"degenerate_floor": None}
+    exp = open_experiment(tmp_path / "e", spec)
+    for direction in ("forward", "reverse"):
+        config = train_config(exp, direction, 0)
+        assert config.degenerate_floor is None and config.judge_template == "fewshot"  # the rest of the preset
+
+
 def test_a_second_process_is_refused_while_the_lock_is_held(tmp_path):
     with experiment_lock(tmp_path / "e"):
         code = ("import sys; from pathlib import Path; from hmxfeel_mlx.experiment.runner import experiment_lock\n"
