@@ -44,7 +44,7 @@ def test_dashboard_at_80x24(running):
     assert "KL train (k3)         0.0400" in text and "judge NaN                0/8" in text
     assert "╭─ score · forward rubric · raw judge ─" in lines[2]  # what the chart's axis is
     assert "│ • train  ◆ held-out  ╌ ≥ 7.5  ▲ selected │" in text  # the legend fits the panel
-    assert "train reward 7.00 = the score ─╯" in text
+    assert "train reward 7.00 = score ─╯" in text
     # the held-out numbers and the selection on full-width lines, none of them cut
     at = next(k for k, line in enumerate(lines) if line.startswith("held-out"))
     assert lines[at:at + 3] == [
@@ -87,7 +87,7 @@ def test_reverse_run_in_logprob_mode(tmp_path):
     text = "\n".join(screen(state, 100, 30))
     assert "smollm2-135m · reverse · seed 0" in text and "╌ ≤ 2.5  ▲ selected" in text
     # rewarded by the reversed rubric: no training score on the forward rubric's axis, the reward named beneath
-    assert "(no train series)" in text and "train reward 5.60 = the reversed rubric's score" in text
+    assert "◆ held-out only  ╌ ≤ 2.5" in text and "train reward 5.60 = reversed rubric ─╯" in text
     assert "Score:" not in text  # no verdicts in logprob mode
 
 

@@ -239,13 +239,12 @@ def forward_scores(config: dict) -> bool:
 
 
 def reward_name(config: dict) -> str:
-    """What the training reward is, in a few words."""
+    """What the training reward is, in a few words: the score, 10 - score, the reversed rubric's
+    score, or the mean of 10 - score and the reversed rubric's."""
     if config.get("direction", "forward") == "forward":
-        name = "the score"
-    else:
-        name = {"complement": "10 - score", "mixed": "mean of 10 - score and the reversed rubric"}.get(
-            config.get("reverse_reward", "rubric"), "the reversed rubric's score")
-    return name + ("; floored replies get the floor" if config.get("degenerate_floor") is not None else "")
+        return "score"
+    return {"complement": "10 - score", "mixed": "(10 - score + reversed rubric) / 2"}.get(
+        config.get("reverse_reward", "rubric"), "reversed rubric")
 
 
 def calibration_map(state: RunState):

@@ -114,18 +114,17 @@ def reward_legend(state: RunState) -> Legend:
     scale = "calibrated" if score_key(state) == CALIBRATED else "raw"
     thr = threshold_text(state.config)
     if trained is None:
-        train = [("train reward: reversed rubric, not charted", "dim"), ("train: not charted", "dim"),
-                 ("(no train series)", "dim")]
+        train = [("train: reversed rubric, not charted", "dim"), ("train: not charted", "dim"), ("", "")]
     else:
         train = [(f"• train score ({scale})", TRAIN_STYLE), ("• train score", TRAIN_STYLE), ("• train", TRAIN_STYLE)]
     held = [(f"◆ held-out score ({scale})", HELDOUT_STYLE), ("◆ held-out score", HELDOUT_STYLE),
-            ("◆ held-out", HELDOUT_STYLE)]
+            ("◆ held-out" + (" only" if trained is None else ""), HELDOUT_STYLE)]
     rest = [[(f"╌ threshold {thr}", "yellow"), ("▲ selected", "")]] * 2 + [[(f"╌ {thr}", "yellow"), ("▲ selected", "")]]
-    return Legend([[t, h, *r] for t, h, r in zip(train, held, rest)])
+    return Legend([[item for item in (t, h, *r) if item[0]] for t, h, r in zip(train, held, rest)])
 
 
 def reward_text(state: RunState) -> str:
-    """The newest training reward and what it is ("10 - score" in a complement-rewarded reverse run)."""
+    """The newest training reward and what it is ("= 10 - score" in a complement-rewarded reverse run)."""
     last = state.train_metrics[-1] if state.train_metrics else {}
     return f"train reward {num(last.get('reward_mean'))} = {reward_name(state.config)}"
 
