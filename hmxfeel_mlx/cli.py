@@ -188,7 +188,7 @@ def train(model, direction, seed, steps, run_dir, config_file, resume, group_siz
     from .errors import HmxError
     from .locks import check_unlocked
     from .progress import format_summary
-    from .trainer import resume_config, train as run_training
+    from .trainer import check_questions, load_templates, resume_config, train as run_training
 
     flags = dict(direction=direction, seed=seed, steps=steps, group_size=group_size, prompts_per_step=prompts_per_step,
                  max_new_tokens=max_new_tokens, temperature=temperature, learning_rate=learning_rate, beta=beta,
@@ -212,7 +212,9 @@ def train(model, direction, seed, steps, run_dir, config_file, resume, group_siz
     if print_config:
         click.echo(json.dumps(config.to_dict(), indent=2))
         return
-    check_unlocked(run)  # before the live screen opens and the model loads
+    check_unlocked(run)  # these before the live screen opens and the model loads
+    check_questions(config)
+    load_templates(config)
     if not resume and (run / "config.json").exists():
         raise click.ClickException(f"{run} already holds a run. Resume it with --resume {run} or pick another --run-dir.")
     display = _train_display(config, run, plain)

@@ -242,6 +242,8 @@ def train(
 
     The run folder's lock (``locks.folder_lock``) is held throughout: a second process
     training or resuming the same folder is refused, naming the holder."""
+    check_questions(config)  # mistakes in the question set or the rubric files before the folder exists
+    load_templates(config)
     with folder_lock(run_dir):
         return _train(config, run_dir, loaded, resume, on_step)
 

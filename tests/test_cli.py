@@ -250,3 +250,12 @@ def test_models_and_doctor_tables_are_not_cut_when_piped():
     assert doctor.exit_code == 0 and "…" not in doctor.output
     checks = json.loads(run("doctor", "--no-bench", "--format", "json").output)
     assert {"check", "status", "value", "fix"} == set(checks[0]) and any(c["check"] == "blas" for c in checks)
+
+
+def test_a_mistake_in_the_question_set_leaves_no_run_folder(tmp_path):
+    empty = tmp_path / "questions.jsonl"
+    empty.write_text("")
+    run_dir = tmp_path / "new-run"
+    line = one_line_error(run("train", "--set", f"train_questions={empty}", "--run-dir", str(run_dir), "--plain"))
+    assert "questions.jsonl" in line
+    assert not run_dir.exists()  # refused before the run folder (and its lock file) is made
