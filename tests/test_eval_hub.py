@@ -197,7 +197,9 @@ def test_pull_fills_the_hf_cache_and_list_shows_it(env):
     assert "heegyu/bbq@5d6faae5" in table and "data/Sexual_orientation.jsonl" in table
     md = run_cli("data", "list", "mmlu", "--format", "markdown").output.splitlines()
     assert md[0] == "| benchmark | axes | source | file | rows | sha256 | status |" and len(md) == 3
-    assert md[2].startswith("| mmlu | mmlu,sycophancy_pushback | cais/mmlu@c30699e8 | all/test-00000-of-00001.parquet")
+    # MMLU feeds the drift axis's general prompts too
+    assert md[2].startswith("| mmlu | mmlu,sycophancy_pushback,drift | cais/mmlu@c30699e8 | "
+                            "all/test-00000-of-00001.parquet")
     assert run_cli("data", "list", "gsm8k", "--format", "csv").output.startswith("benchmark,axes,source,")
 
 
@@ -421,7 +423,8 @@ def test_pull_all_then_eval_every_axis_with_no_data_dir(env, tiny_model_dir):
     assert res.exit_code == 0, res.output
     rec = json.loads(out.read_text())
     assert rec["status"] == "complete" and rec["data_dir"] is None and len(rec["results"]) == len(AXIS_ORDER)
-    assert all(n == 5 for axis, n in rec["n_items"].items() if axis not in ("truthfulqa", "bigtom"))
+    assert all(n == 5 for axis, n in rec["n_items"].items() if axis not in ("truthfulqa", "bigtom", "drift"))
+    assert rec["n_items"]["drift"] == 2 * 5  # --limit 5: five general prompts and five reference answers
     benchmarks = H.load_benchmarks(revisions)
     mmlu = rec["data_sources"]["mmlu"]
     assert mmlu == [{"source": "hub", "dataset": "cais/mmlu", "revision": benchmarks["mmlu"].revision,
