@@ -10,9 +10,9 @@ Where commands are found:
   exist and click must parse the arguments as written (option names, values, choices,
   ranges, required arguments), stopping before any work (``Command.make_context``); for
   ``eval`` and ``replicate`` the ``--axes`` value must name known axes.
-- inline code spans in the text and in tables (```hmx-mlx compare```, ```hmx-mlx eval TARGET```):
-  references, often to a command without its arguments, so only the subcommand and the
-  options they name must exist.
+- inline code spans in the text and in tables (`hmx-mlx compare`, `hmx-mlx eval TARGET`):
+  references, often to a command without its arguments: the subcommand and the options they
+  name must exist, and they must parse unless an argument or an option's value is left out.
 - the Makefile's recipes (``$(VENV)/bin/hmx-mlx ...``), checked like code blocks.
 
 ``tests/test_docs_commands.py`` runs this check and runs the cheap commands for real on
