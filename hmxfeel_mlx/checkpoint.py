@@ -6,7 +6,8 @@
 ``state.json`` (step, data cursor, RNG state). A checkpoint is written into a
 hidden temporary folder and renamed into place when complete, so ``step_N``
 exists only when whole; a failed write (disk full) removes its temporary folder
-and leaves every earlier checkpoint untouched.
+and leaves every earlier checkpoint untouched; a temporary folder left by a killed write is removed
+by the next save.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def save_checkpoint(
 ) -> Path:
     target = paths.checkpoint(step)
     paths.checkpoints.mkdir(parents=True, exist_ok=True)
+    for stale in paths.checkpoints.glob(".step_*"):  # a write killed before its rename (one writer: the run lock)
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".step_{step}.", dir=paths.checkpoints))
     try:
         mx.save_safetensors(str(tmp / "adapters.safetensors"), dict(tree_flatten(model.trainable_parameters())))

@@ -10,15 +10,46 @@ import sys
 import click
 
 from . import __version__
+from .table_output import format_option, print_rows
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 # Commands that run MLX: on CPU-only Linux they are re-executed once with OpenBLAS preloaded.
 MLX_COMMANDS = {"generate", "chat", "doctor", "train", "judge-check", "heldout", "eval", "bench", "replicate"}
 
-model_argument = click.argument("model", required=False, default="smollm2-135m", metavar="MODEL")
+class AliasedOption(click.Option):
+    """An option whose old spellings (``hidden_aliases``) still work but are not shown in --help."""
+
+    def __init__(self, *args, hidden_aliases: tuple[str, ...] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.hidden_aliases = tuple(hidden_aliases)
+
+    def get_help_record(self, ctx):
+        shown = self.opts
+        self.opts = [o for o in shown if o not in self.hidden_aliases]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = shown
+
+
+def max_new_tokens_option(default: int | None):
+    return click.option("--max-new-tokens", "--max-tokens", "max_new_tokens", cls=AliasedOption,
+                        hidden_aliases=("--max-tokens",), type=click.IntRange(1), default=default,
+                        show_default=default is not None, help="Most tokens to generate per reply.")
+
+
+def temperature_option(default: float | None, help: str = "Sampling temperature; 0 = greedy."):
+    return click.option("--temperature", "--temp", "temperature", cls=AliasedOption, hidden_aliases=("--temp",),
+                        type=click.FloatRange(0), default=default, show_default=default is not None, help=help)
+
+
+target_argument = click.argument("target", required=False, default="smollm2-135m", metavar="MODEL|RUN")
+checkpoint_option = click.option("--checkpoint", default=None,
+                                 help="step_N of a RUN folder (default: its selected checkpoint).")
 adapter_option = click.option(
     "--adapter", type=click.Path(path_type=str), default=None, help="LoRA adapter folder (mlx-lm format)."
 )
+model_argument = click.argument("model", required=False, default="smollm2-135m", metavar="MODEL")
 
 
 @click.group(context_settings=CONTEXT)
@@ -28,77 +59,86 @@ def cli():
     and measure what that changes.
 
     MODEL is an alias (see `hmx-mlx models`), a Hugging Face repo id, a local model
-    folder or a .gguf file; it defaults to the embedded smollm2-135m.
+    folder or a .gguf file; it defaults to the embedded smollm2-135m. RUN is a run folder
+    written by `hmx-mlx train` (its selected checkpoint, or --checkpoint step_N).
     """
 
 
+def _load_target(target: str, checkpoint: str | None, adapter: str | None):
+    """The model of TARGET (a model, or a run folder's checkpoint), with ``adapter`` when given."""
+    from .errors import HmxError
+    from .loading import load_model
+    from .targets import resolve_target
+
+    t = resolve_target(target, checkpoint)
+    if t.run is not None and adapter:
+        raise HmxError(f"{target} is a run folder, which names its own adapter ({t.adapter}), and --adapter "
+                       f"{adapter} names another. Pass one of them (another checkpoint of the run: --checkpoint step_N).")
+    return t, load_model(t.model, adapter=adapter or t.adapter)
+
+
 @cli.command(context_settings=CONTEXT)
-@model_argument
+@target_argument
 @click.option("-p", "--prompt", required=True, help="The user message.")
-@click.option("--max-tokens", default=256, show_default=True, type=click.IntRange(1))
-@click.option("--temp", default=0.0, show_default=True, type=click.FloatRange(0), help="0 = greedy.")
+@max_new_tokens_option(256)
+@temperature_option(0.0)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--system", default=None, help="Optional system message.")
+@checkpoint_option
 @adapter_option
-def generate(model, prompt, max_tokens, temp, seed, system, adapter):
-    """Answer one prompt, streaming the reply."""
+def generate(target, prompt, max_new_tokens, temperature, seed, system, checkpoint, adapter):
+    """Answer one prompt with MODEL or a RUN's checkpoint, streaming the reply."""
     from .chat import stream_reply
-    from .loading import load_model
 
-    loaded = load_model(model, adapter=adapter)
+    _, loaded = _load_target(target, checkpoint, adapter)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    for piece in stream_reply(loaded, messages, max_tokens=max_tokens, temp=temp, seed=seed):
+    for piece in stream_reply(loaded, messages, max_tokens=max_new_tokens, temp=temperature, seed=seed):
         click.echo(piece, nl=False)
     click.echo()
 
 
 @cli.command(context_settings=CONTEXT)
-@model_argument
-@click.option("--max-tokens", default=512, show_default=True, type=click.IntRange(1))
-@click.option("--temp", default=0.7, show_default=True, type=click.FloatRange(0))
+@target_argument
+@max_new_tokens_option(512)
+@temperature_option(0.7)
 @click.option("--system", default=None, help="Optional system message.")
+@checkpoint_option
 @adapter_option
-def chat(model, max_tokens, temp, system, adapter):
-    """Multi-turn chat in the terminal (/reset clears the history, /exit or Ctrl-D quits)."""
+def chat(target, max_new_tokens, temperature, system, checkpoint, adapter):
+    """Multi-turn chat with MODEL or a RUN's checkpoint (/reset clears the history, /exit or Ctrl-D quits)."""
     from .chat import chat_loop
-    from .loading import load_model
 
-    loaded = load_model(model, adapter=adapter)
-    click.echo(f"Chatting with {loaded.name}. /reset clears the history, /exit or Ctrl-D quits.", err=True)
-    chat_loop(loaded, max_tokens=max_tokens, temp=temp, system=system)
+    t, loaded = _load_target(target, checkpoint, adapter)
+    name = t.label if t.run is not None else loaded.name
+    click.echo(f"Chatting with {name}. /reset clears the history, /exit or Ctrl-D quits.", err=True)
+    chat_loop(loaded, max_tokens=max_new_tokens, temp=temperature, system=system)
 
 
 @cli.command(context_settings=CONTEXT)
-def models():
+@format_option
+def models(fmt):
     """List model aliases and whether each is available offline."""
-    from rich.console import Console
-    from rich.table import Table
-
     from .registry import cache_dir, cached_status
 
-    table = Table(title="models")
-    for col in ("alias", "available offline", "source", "description"):
-        table.add_column(col)
-    for row in cached_status():
-        table.add_row(row["alias"], "yes" if row["available"] else "no", row["source"], row["description"])
-    console = Console()
-    console.print(table)
-    console.print(f"GGUF conversions are cached in {cache_dir()}; downloads go to the Hugging Face cache.")
+    rows = [{"alias": r["alias"], "available offline": "yes" if r["available"] else "no", "source": r["source"],
+             "description": r["description"], "location": r["location"]} for r in cached_status()]
+    print_rows(rows, ("alias", "available offline", "source", "description"), fmt, title="models",
+               notes=[f"GGUF conversions are cached in {cache_dir()}; downloads go to the Hugging Face cache."])
 
 
 @cli.command(context_settings=CONTEXT)
 @click.option("--no-bench", is_flag=True, help="Skip the GEMM measurement.")
-def doctor(no_bench):
+@format_option
+def doctor(no_bench, fmt):
     """Check the platform, MLX device, BLAS speed, memory and model cache."""
-    from rich.console import Console
-
-    from .doctor import render_checks, run_checks
+    from .doctor import run_checks
 
     checks = run_checks(measure=not no_bench)
-    Console().print(render_checks(checks))
-    problems = [c for c in checks if not c.ok]
-    if problems:
-        click.echo(f"{len(problems)} problem(s) found; the fix column says what to run.")
+    rows = [{"check": c.name, "status": "ok" if c.ok else "problem", "value": c.value, "fix": c.fix} for c in checks]
+    problems = sum(not c.ok for c in checks)
+    print_rows(rows, ("check", "status", "value", "fix"), fmt, title="hmx-mlx doctor",
+               styles={"check": {r["check"]: "bold" for r in rows}, "status": {"ok": "green", "problem": "red"}},
+               notes=[f"{problems} problem(s) found; the fix column says what to run."] if problems else [])
 
 
 def _default_run_dir(config) -> str:
@@ -107,6 +147,11 @@ def _default_run_dir(config) -> str:
 
     name = Path(str(config.model)).name.removesuffix(".gguf")
     return str(Path("runs") / f"{name}-{config.direction}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+# train's flags and the config keys they set (the --set spelling of each).
+TRAIN_FLAGS = ("direction", "seed", "steps", "group_size", "prompts_per_step", "max_new_tokens", "temperature",
+               "learning_rate", "beta", "judge_mode", "eval_every")
 
 
 @cli.command(context_settings=CONTEXT)
@@ -120,46 +165,74 @@ def _default_run_dir(config) -> str:
 @click.option("--resume", type=click.Path(path_type=str), default=None, help="Continue a run from its last checkpoint.")
 @click.option("--group-size", type=int, default=None)
 @click.option("--prompts-per-step", type=int, default=None)
-@click.option("--max-new-tokens", type=int, default=None)
+@max_new_tokens_option(None)
+@temperature_option(None, help="Sampling temperature of the rollouts (the loss divides logits by it too).")
 @click.option("--learning-rate", type=float, default=None)
 @click.option("--beta", type=float, default=None)
 @click.option("--judge-mode", type=click.Choice(["text", "logprob"]), default=None)
 @click.option("--eval-every", type=int, default=None)
-@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Any config value (JSON value syntax).")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Any config value (JSON value syntax; null unsets, e.g. degenerate_floor=null).")
+@click.option("--print-config", is_flag=True, help="Print the resolved configuration (JSON) and exit without training.")
 @click.option("--plain", is_flag=True, help="One line per step instead of the live display.")
 def train(model, direction, seed, steps, run_dir, config_file, resume, group_size, prompts_per_step,
-          max_new_tokens, learning_rate, beta, judge_mode, eval_every, settings, plain):
+          max_new_tokens, temperature, learning_rate, beta, judge_mode, eval_every, settings, print_config, plain):
     """Self-rewarded rubric GRPO: train MODEL to express (forward) or deny (reverse) feelings.
 
     Every default is documented in `hmxfeel_mlx/config.py`; `--set key=value` sets any of them.
     """
+    import json
     from pathlib import Path
 
     from .config import resolve_config
+    from .errors import HmxError
+    from .locks import check_unlocked
     from .progress import format_summary
-    from .trainer import resume_config, train as run_training
+    from .trainer import check_questions, load_templates, resume_config, train as run_training
 
-    overrides = dict(direction=direction, seed=seed, steps=steps, group_size=group_size,
-                     prompts_per_step=prompts_per_step, max_new_tokens=max_new_tokens,
-                     learning_rate=learning_rate, beta=beta, judge_mode=judge_mode, eval_every=eval_every)
-    overrides.update(_parse_settings(settings))
+    flags = dict(direction=direction, seed=seed, steps=steps, group_size=group_size, prompts_per_step=prompts_per_step,
+                 max_new_tokens=max_new_tokens, temperature=temperature, learning_rate=learning_rate, beta=beta,
+                 judge_mode=judge_mode, eval_every=eval_every, model=model)
+    given = {k: v for k, v in flags.items() if v is not None}
+    named = _parse_settings(settings)
+    _refuse_twice(given, named, settings)
     if resume:
+        for option, value in (("--config", config_file), ("--run-dir", run_dir)):
+            if value:
+                raise HmxError(f"{option} {value} cannot be used with --resume {resume}: a resumed run keeps its own "
+                               f"configuration and folder ({Path(resume) / 'config.json'}). Drop {option}, or start a "
+                               "new run with it.")
         run = Path(resume)
-        if model is not None:
-            overrides["model"] = model
-        config = resume_config(run, overrides)
+        if not (run / "config.json").is_file():
+            raise HmxError(f"--resume {resume}: no run there (no config.json). Pass a folder `hmx-mlx train` wrote.")
+        config = resume_config(run, given, named)
     else:
-        overrides["model"] = model
-        config = resolve_config(config_file, overrides)
+        config = resolve_config(config_file, given, settings=named)
         run = Path(run_dir or _default_run_dir(config))
-        if (run / "config.json").exists():
-            raise click.ClickException(f"{run} already holds a run. Resume it with --resume {run} or pick another --run-dir.")
+    if print_config:
+        click.echo(json.dumps(config.to_dict(), indent=2))
+        return
+    check_unlocked(run)  # these before the live screen opens and the model loads
+    check_questions(config)
+    load_templates(config)
+    if not resume and (run / "config.json").exists():
+        raise click.ClickException(f"{run} already holds a run. Resume it with --resume {run} or pick another --run-dir.")
     display = _train_display(config, run, plain)
     with display:  # the live screen closes before an error (Ctrl-C: how to resume) is printed
         result = run_training(config, run, resume=bool(resume), on_step=display)
     display.close()
     click.echo(f"run: {result.run_dir}")
     click.echo(format_summary(result.summary))
+
+
+def _refuse_twice(given: dict, named: dict, raw: tuple[str, ...]) -> None:
+    """A value given both by a flag (or MODEL) and by --set is refused, naming both."""
+    from .errors import HmxError
+
+    for key in sorted(set(given) & set(named)):
+        flag = "MODEL" if key == "model" else f"--{key.replace('_', '-')}"
+        setting = next(item for item in reversed(raw) if item.partition("=")[0].strip().replace("-", "_") == key)
+        raise HmxError(f"{key} is given twice: {flag} {given[key]} and --set {setting}. Give it once.")
 
 
 def _train_display(config, run, plain: bool):
@@ -180,18 +253,32 @@ def _train_display(config, run, plain: bool):
 
 
 def _parse_settings(settings) -> dict:
+    """``--set key=value`` items -> {key: value}: JSON values (null is None), plain text otherwise and
+    wherever the key holds a string (``--set system_prompt=true`` is the text "true")."""
     import json
 
+    from .config import config_fields
+
+    fields = config_fields()
     out = {}
     for item in settings:
         key, sep, value = item.partition("=")
         if not sep:
             raise click.ClickException(f"--set {item!r} must look like key=value, e.g. --set beta=0.04")
+        key = key.strip().replace("-", "_")
         try:
-            out[key.strip().replace("-", "_")] = json.loads(value)
+            parsed = json.loads(value)
         except json.JSONDecodeError:
-            out[key.strip().replace("-", "_")] = value
+            parsed = value
+        annotation = str(fields[key].type) if key in fields else ""
+        if annotation.split("|")[0].strip() == "str" and parsed is not None and not isinstance(parsed, str):
+            parsed = value
+        out[key] = parsed
     return out
+
+
+JUDGE_CHECK_COLUMNS = ("mode", "ROC-AUC", "Spearman", "raw human", "raw neutral", "raw machine", "cal human",
+                       "cal neutral", "cal machine", "cal RMSE", "unparsed", "seconds")
 
 
 @cli.command("judge-check", context_settings=CONTEXT)
@@ -201,13 +288,11 @@ def _parse_settings(settings) -> dict:
 @click.option("--template", default=None, help="Judge template variant ('', short, fewshot) or a file; default: the model's preset.")
 @click.option("--direction", type=click.Choice(["forward", "reverse"]), default="forward", show_default=True)
 @click.option("--calibration", type=click.Path(path_type=str), default=None, help="Calibration JSONL (default prompts/).")
-def judge_check(model, modes, template, direction, calibration):
+@format_option
+def judge_check(model, modes, template, direction, calibration, fmt):
     """Score the labelled calibration set: ROC-AUC and Spearman per mode, and the map from the
     judge's raw score to the rubric's scale (machine-like 0, neutral 5, human-like 10) with its fit."""
     from pathlib import Path
-
-    from rich.console import Console
-    from rich.table import Table
 
     from .calibration import judge_check as run_check
     from .config import model_preset
@@ -219,49 +304,65 @@ def judge_check(model, modes, template, direction, calibration):
     tmpl = load_template(direction, variant)
     rows = load_calibration(Path(calibration) if calibration else None)
     loaded = load_model(model)
-    table = Table(title=f"judge-check {loaded.name} ({direction} rubric, template '{variant or 'default'}', {len(rows)} rows)")
-    for col in ("mode", "ROC-AUC", "Spearman", "raw human", "raw neutral", "raw machine", "cal human", "cal neutral",
-                "cal machine", "cal RMSE", "unparsed", "seconds"):
-        table.add_column(col, justify="right" if col != "mode" else "left")
-    maps = []
+    out, maps = [], []
     for mode in modes or ("text", "logprob"):
         r = run_check(loaded.model, loaded.tokenizer, tmpl, rows, mode, template_name=variant or "default")
         raw, cal = r.mean_by_label, r.mean_calibrated
-        table.add_row(mode, f"{r.auc:.3f}", f"{r.spearman:.3f}", f"{raw['human']:.2f}", f"{raw['neutral']:.2f}",
-                      f"{raw['machine']:.2f}", f"{cal['human']:.2f}", f"{cal['neutral']:.2f}", f"{cal['machine']:.2f}",
-                      f"{r.rmse:.2f}", str(r.unparsed), f"{r.seconds:.1f}")
-        maps.append(f"{mode}: calibrated = {r.scale.describe()}  (slope {r.scale.slope:.4f}, intercept "
+        cells = (mode, f"{r.auc:.3f}", f"{r.spearman:.3f}", f"{raw['human']:.2f}", f"{raw['neutral']:.2f}",
+                 f"{raw['machine']:.2f}", f"{cal['human']:.2f}", f"{cal['neutral']:.2f}", f"{cal['machine']:.2f}",
+                 f"{r.rmse:.2f}", str(r.unparsed), f"{r.seconds:.1f}")
+        out.append({**dict(zip(JUDGE_CHECK_COLUMNS, cells)), "map": r.scale.describe(), "slope": r.scale.slope,
+                    "intercept": r.scale.intercept, "warning": r.warning or ""})
+        maps.append(f"  {mode}: calibrated = {r.scale.describe()}  (slope {r.scale.slope:.4f}, intercept "
                     f"{r.scale.intercept:.4f})" + (f"\n  warning: {r.warning}" if r.warning else ""))
-    console = Console()
-    console.print(table)
-    console.print("map (logistic, fitted to the anchors machine-like 0 / neutral 5 / human-like 10"
-                  + (", mirrored for the reverse rubric" if direction == "reverse" else "") + "):")
-    for line in maps:
-        console.print("  " + line, highlight=False)
+    notes = ["map (logistic, fitted to the anchors machine-like 0 / neutral 5 / human-like 10"
+             + (", mirrored for the reverse rubric" if direction == "reverse" else "") + "):", *maps]
+    title = f"judge-check {loaded.name} ({direction} rubric, template '{variant or 'default'}', {len(rows)} rows)"
+    print_rows(out, JUDGE_CHECK_COLUMNS, fmt, title=title, right=JUDGE_CHECK_COLUMNS[1:], notes=notes)
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("target", metavar="TARGET")
-@click.option("--checkpoint", default=None, help="step_N of a run folder (default: its selected checkpoint).")
+@click.argument("target", metavar="MODEL|RUN")
+@checkpoint_option
 @click.option("--samples", type=click.IntRange(1), default=32, show_default=True, help="Replies per held-out question.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=str), default=None, help="Also write the result as JSON.")
 @click.option("--calibration", type=click.Path(path_type=str), default=None,
               help="Calibration JSONL for a model TARGET's judge scale (default: the run's set, or prompts/).")
 def heldout(target, checkpoint, samples, seed, out, calibration):
-    """Held-out feeling score of TARGET (a model or a run folder): replies to the 10 held-out
-    questions judged by the frozen base model with the forward rubric, raw and calibrated (the
-    run's judge calibration, or one fitted now for a model), with mean ± standard error, and the
-    KL to the base at the sampling temperature."""
+    """Held-out feeling score of MODEL or a RUN's checkpoint: replies to the 10 held-out questions
+    judged by the frozen base model with the forward rubric, raw and calibrated (the run's judge
+    calibration, or one fitted now for a model), with mean ± standard error, and the KL to the
+    base at the sampling temperature. Progress goes to stderr."""
+    from .progress import ProgressLine
+
+    progress = ProgressLine()
+    try:
+        record = _heldout(target, checkpoint, samples, seed, calibration, progress)
+    finally:
+        progress.close()
+    click.echo(f"{record['label']}: held-out score {record['eval_score']:.3f} ± {record['eval_score_se']:.3f} raw, "
+               f"{record['eval_score_cal']:.3f} ± {record['eval_score_cal_se']:.3f} calibrated (se, "
+               f"n={record['eval_n']}), KL to base {record['eval_kl']:.4f}/token, "
+               f"{record['eval_kl_reply']:.3f} ± {record['eval_kl_reply_se']:.3f} nats/reply "
+               f"(T={record['eval_kl_temperature']:g})")
+    if out:
+        from pathlib import Path
+
+        from .runfolder import write_json_atomic
+
+        write_json_atomic(Path(out), {k: v for k, v in record.items() if k != "label"})
+
+
+def _heldout(target, checkpoint, samples, seed, calibration, progress) -> dict:
     from dataclasses import replace
     from pathlib import Path
 
     from .calibration import CALIBRATION_FILE, judge_check as run_check, load_calibration_result
     from .config import resolve_config
-    from .judge import lora_disabled
+    from .judge import judge_work, lora_disabled
     from .loading import load_model
     from .prompts import load_calibration
-    from .runfolder import write_json_atomic
     from .targets import resolve_target
     from .trainer import check_questions, evaluate_heldout, load_templates
 
@@ -274,6 +375,7 @@ def heldout(target, checkpoint, samples, seed, out, calibration):
                      calibration_set=calibration or config.calibration_set)
     _, eval_qs = check_questions(config)
     templates = load_templates(config)
+    progress.stage("loading the model")
     loaded = load_model(t.model, adapter=t.adapter)
     if t.adapter is None:
         from .trainer import attach_lora
@@ -284,25 +386,20 @@ def heldout(target, checkpoint, samples, seed, out, calibration):
         fit, source = load_calibration_result(stored), str(stored)
     else:
         rows = load_calibration(Path(config.calibration_set) if config.calibration_set else None)
+        progress.stage("calibration", None, *judge_work(len(rows), config.judge_mode, config.judge_max_tokens))
         with lora_disabled(loaded.model):
             fit = run_check(loaded.model, loaded.tokenizer, templates["forward"], rows, config.judge_mode,
                             template_name=config.judge_template or "default",
-                            max_verdict_tokens=config.judge_max_tokens, max_batch=config.judge_batch)
+                            max_verdict_tokens=config.judge_max_tokens, max_batch=config.judge_batch,
+                            progress=progress)
         source = f"fitted now with the base judge on {len(rows)} labelled replies"
-    result = evaluate_heldout(loaded, eval_qs, config, templates, fit.scale)
+    progress.stage("held-out evaluation")
+    result = evaluate_heldout(loaded, eval_qs, config, templates, fit.scale, progress)
     result.pop("eval_samples")
-    record = {"target": target, "model": t.model, "adapter": str(t.adapter) if t.adapter else None,
-              "samples_per_question": samples, "seed": seed, "judge_mode": config.judge_mode,
-              "judge_template": config.judge_template,
-              "judge_calibration": {"source": source, **fit.to_dict()["scale"], "auc": fit.auc},
-              **result}
-    click.echo(f"{t.label}: held-out score {result['eval_score']:.3f} ± {result['eval_score_se']:.3f} raw, "
-               f"{result['eval_score_cal']:.3f} ± {result['eval_score_cal_se']:.3f} calibrated (se, "
-               f"n={result['eval_n']}), KL to base {result['eval_kl']:.4f}/token, "
-               f"{result['eval_kl_reply']:.3f} ± {result['eval_kl_reply_se']:.3f} nats/reply "
-               f"(T={result['eval_kl_temperature']:g})")
-    if out:
-        write_json_atomic(Path(out), record)
+    return {"label": t.label, "target": target, "model": t.model, "adapter": str(t.adapter) if t.adapter else None,
+            "samples_per_question": samples, "seed": seed, "judge_mode": config.judge_mode,
+            "judge_template": config.judge_template,
+            "judge_calibration": {"source": source, **fit.to_dict()["scale"], "auc": fit.auc}, **result}
 
 
 # Terminal UI: these read run folders only and never import MLX (not in MLX_COMMANDS).

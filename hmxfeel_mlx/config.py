@@ -79,11 +79,11 @@ class TrainConfig:
         check.choice("judge_mode", self.judge_mode, SCORE_MODES)
         check.choice("reverse_reward", self.reverse_reward, ("rubric", "complement", "mixed"))
         check.choice("loss_type", self.loss_type, LOSS_TYPES)
-        check.at_least("group_size", self.group_size, 2, "GRPO compares replies within a group")
+        check.at_least("group_size", self.group_size, 2, "GRPO compares replies within a group", integer=True)
         for name in ("prompts_per_step", "max_new_tokens", "steps", "eval_every", "eval_samples", "lora_rank",
                      "judge_max_tokens", "judge_batch", "update_batch_size"):
-            check.at_least(name, getattr(self, name), 1)
-        check.at_least("min_reply_words", self.min_reply_words, 0)
+            check.at_least(name, getattr(self, name), 1, integer=True)
+        check.at_least("min_reply_words", self.min_reply_words, 0, integer=True)
         for name in ("beta", "epsilon", "weight_decay", "eval_temperature"):
             check.at_least(name, getattr(self, name), 0)
         check.positive("temperature", self.temperature)
@@ -96,8 +96,10 @@ class TrainConfig:
             check.fail("degenerate_floor", self.degenerate_floor, "a reward between 0 and 10, or null (off)")
         if not check.is_number(self.select_threshold) or not 0 <= self.select_threshold <= 10:
             check.fail("select_threshold", self.select_threshold, "a score between 0 and 10")
-        if not isinstance(self.lora_layers, int) or self.lora_layers == 0 or self.lora_layers < -1:
+        if not check.is_integer(self.lora_layers) or self.lora_layers == 0 or self.lora_layers < -1:
             check.fail("lora_layers", self.lora_layers, "a positive number of blocks, or -1 for all")
+        for f in fields(self):  # then every field's type: a float seed or a bool flag given as 1 is a mistake
+            check.of_type(f.name, getattr(self, f.name), f.type)
 
     @property
     def rollouts_per_step(self) -> int:
@@ -125,9 +127,29 @@ class _Checker:
     def is_number(value) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
 
-    def at_least(self, name, value, low, why=""):
-        if not self.is_number(value) or value < low:
-            self.fail(name, value, f"a number >= {low}" + (f" ({why})" if why else ""))
+    @staticmethod
+    def is_integer(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    def at_least(self, name, value, low, why="", integer=False):
+        if not (self.is_integer(value) if integer else self.is_number(value)) or value < low:
+            self.fail(name, value, f"{'an integer' if integer else 'a number'} >= {low}" + (f" ({why})" if why else ""))
+
+    def of_type(self, name, value, annotation: str) -> None:
+        """``value`` has the field's declared type (``annotation``, a string under postponed annotations)."""
+        kinds = [k.strip() for k in str(annotation).split("|")]
+        if value is None and "None" in kinds:
+            return
+        kind = next(k for k in kinds if k != "None")
+        ok, expected = {
+            "int": (self.is_integer(value), "an integer"),
+            "float": (isinstance(value, (int, float)) and not isinstance(value, bool), "a number"),
+            "bool": (isinstance(value, bool), "true or false"),
+            "str": (isinstance(value, str), "a string"),
+            "list[str]": (isinstance(value, list) and all(isinstance(v, str) for v in value), "a list of strings"),
+        }[kind]
+        if not ok:
+            self.fail(name, value, expected + (" or null" if "None" in kinds else ""))
 
     def positive(self, name, value):
         if not self.is_number(value) or not value > 0:
@@ -171,27 +193,32 @@ def model_preset(model: str) -> dict[str, Any]:
 
 
 def resolve_config(
-    file: str | Path | None = None, overrides: dict[str, Any] | None = None, base: dict[str, Any] | None = None
+    file: str | Path | None = None, overrides: dict[str, Any] | None = None, base: dict[str, Any] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> TrainConfig:
-    """Merge defaults < model preset < file < overrides (None values in overrides are ignored).
+    """Merge defaults < model preset < file < settings < overrides.
 
-    ``base`` replaces defaults + preset + file (used on resume: the run's own config.json).
+    ``overrides`` are flags, where None means "not given" and is ignored; ``settings`` are
+    values set by name (``--set key=value``), where None is a value: ``degenerate_floor=null``
+    turns the preset's floor off. A null in the file is a value too. ``base`` replaces
+    defaults + preset + file (used on resume: the run's own config.json).
     """
     known = config_fields()
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    settings = dict(settings or {})
     file_values = read_config_file(file) if file else {}
-    for source, values in (("config file", file_values), ("option", overrides), ("run config", base or {})):
+    for source, values in (("config file", file_values), ("--set", settings), ("option", overrides),
+                           ("run config", base or {})):
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise HmxError(f"unknown {source} key(s): {', '.join(unknown)}. Known keys: {', '.join(known)}.")
     if base is not None:
-        merged = {**base, **overrides}
+        merged = {**base, **settings, **overrides}
     else:
         default_model = known["model"].default if known["model"].default is not MISSING else None
-        model = overrides.get("model", file_values.get("model", default_model))
-        merged = {**model_preset(model), **file_values, **overrides}
+        model = overrides.get("model", settings.get("model", file_values.get("model", default_model)))
+        merged = {**model_preset(model), **file_values, **settings, **overrides}
     try:
         return TrainConfig(**merged)
     except TypeError as e:
         raise HmxError(f"invalid configuration: {e}. Check the option names.")
-

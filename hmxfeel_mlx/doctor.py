@@ -93,16 +93,3 @@ def run_checks(measure: bool = True) -> list[Check]:
                 Check(f"model {row['alias']}", f"not cached (downloads {row['source']} on first use)")
             )
     return checks
-
-
-def render_checks(checks: list[Check]):
-    from rich.table import Table
-
-    table = Table(title="hmx-mlx doctor", show_lines=False)
-    table.add_column("check", style="bold")
-    table.add_column("status")
-    table.add_column("value")
-    table.add_column("fix")
-    for c in checks:
-        table.add_row(c.name, "[green]ok[/]" if c.ok else "[red]problem[/]", c.value, c.fix)
-    return table

@@ -144,15 +144,18 @@ class ProgressFile:
 
     __call__ = advance
 
+    def _enabled(self) -> bool:
+        return self.path is not None
+
     def _maybe_write(self) -> None:
-        if self.path is None:
+        if not self._enabled():
             return
         now = self.clock()
         if self._last is None or now - self._last >= self.min_interval:
             self._write(now)
 
     def flush(self) -> None:
-        if self.path is not None:
+        if self._enabled():
             self._write(self.clock())
 
     def _write(self, now: float) -> None:
@@ -164,6 +167,42 @@ class ProgressFile:
             self.writes += 1
         except OSError:
             pass  # a display aid: a full disk stops the checkpoint, which says so, not the progress line
+
+
+class ProgressLine(ProgressFile):
+    """The same reports as one line on a stream (stderr), for a command that works for minutes
+    without a run folder (`hmx-mlx heldout`): on a terminal the line is rewritten in place at most
+    every ``min_interval`` seconds (0.5) and cleared by ``close``; elsewhere a line is printed when
+    a stage or part begins and at most every ``min_interval`` seconds (30) in between."""
+
+    def __init__(self, stream=None, min_interval: float | None = None, clock: Callable[[], float] = time.time):
+        stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        super().__init__(None, min_interval if min_interval is not None else 0.5 if self.tty else 30.0, clock)
+        self.stream = stream
+        self._shown = False
+
+    def _enabled(self) -> bool:
+        return True
+
+    def _write(self, now: float) -> None:
+        import shutil
+
+        self._last = now
+        text = format_progress(self.state, now)
+        if self.tty:
+            self.stream.write("\r" + text[: shutil.get_terminal_size().columns - 1] + "\x1b[K")
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+        self.writes += 1
+        self._shown = True
+
+    def close(self) -> None:
+        """Clear the line on a terminal, so the result is printed on a clean one."""
+        if self.tty and self._shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
 
 
 def read_progress(path: Path) -> dict | None:

@@ -53,6 +53,7 @@ from .errors import HmxError
 from .heldout import evaluate_heldout, load_templates
 from .judge import judge_work, lora_disabled
 from .loading import LoadedModel
+from .locks import folder_lock
 from .progress import PROGRESS_FILE, ProgressFile
 from .prompts import Question, load_calibration, load_questions
 from .rollout import Judged, floored_replies, judge_rollout, repetition_stats, sample_rollout, step_key
@@ -237,7 +238,18 @@ def train(
     resume: bool = False,
     on_step: Callable[[dict, list[dict]], None] | None = None,
 ) -> TrainResult:
-    """Run (or resume) GRPO training into ``run_dir``; return the summary."""
+    """Run (or resume) GRPO training into ``run_dir``; return the summary.
+
+    The run folder's lock (``locks.folder_lock``) is held throughout: a second process
+    training or resuming the same folder is refused, naming the holder."""
+    check_questions(config)  # mistakes in the question set or the rubric files before the folder exists
+    load_templates(config)
+    with folder_lock(run_dir):
+        return _train(config, run_dir, loaded, resume, on_step)
+
+
+def _train(config: TrainConfig, run_dir: Path, loaded: LoadedModel | None, resume: bool,
+           on_step: Callable[[dict, list[dict]], None] | None) -> TrainResult:
     from .loading import load_model
 
     paths = RunPaths(Path(run_dir))
@@ -376,16 +388,20 @@ def train(
     return TrainResult(paths.root, summary)
 
 
-def resume_config(run_dir: Path, overrides: dict) -> TrainConfig:
-    """The run's own config, with the few options that may change on resume (steps)."""
+def resume_config(run_dir: Path, overrides: dict, settings: dict | None = None) -> TrainConfig:
+    """The run's own config, with the few options that may change on resume (steps).
+
+    ``overrides`` are flags (None: not given); ``settings`` are --set values (None is a value)."""
     from .config import resolve_config
 
     base = read_json(RunPaths(Path(run_dir)).config, "run config")
     allowed = {"steps"}
-    bad = sorted(k for k, v in overrides.items() if v is not None and k not in allowed)
+    settings = dict(settings or {})
+    bad = sorted({k for k, v in overrides.items() if v is not None and k not in allowed} | (set(settings) - allowed))
     if bad:
         raise HmxError(
             f"cannot change {', '.join(bad)} when resuming {run_dir}: a resumed run keeps its configuration. "
             "Start a new run instead (only --steps may be raised on resume)."
         )
-    return resolve_config(overrides={k: v for k, v in overrides.items() if k in allowed}, base=base)
+    return resolve_config(overrides={k: v for k, v in overrides.items() if k in allowed}, base=base,
+                          settings=settings)

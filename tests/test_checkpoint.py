@@ -295,3 +295,13 @@ def test_other_exceptions_propagate_and_clean_up(paths, trained, monkeypatch):
         save_checkpoint(paths, 1, model, optimizer, ADAPTER_CONFIG, STATE)
     monkeypatch.undo()
     assert os.listdir(paths.checkpoints) == []
+
+
+def test_a_temporary_folder_left_by_a_killed_write_is_removed_by_the_next_save(paths, trained):
+    model, optimizer = trained
+    paths.checkpoints.mkdir(parents=True, exist_ok=True)
+    stale = paths.checkpoints / ".step_1.k1lled"  # what a SIGKILL between write and rename leaves
+    stale.mkdir()
+    (stale / "adapter_config.json").write_text("{}")
+    save_checkpoint(paths, 2, model, optimizer, ADAPTER_CONFIG, STATE)
+    assert hidden_entries(paths) == [] and [p.name for p in list_checkpoints(paths)] == ["step_2"]

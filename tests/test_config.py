@@ -357,3 +357,57 @@ def test_save_round_trip(tmp_path, aliases):
         again = resolve_config(base=json.load(f))
     assert again == cfg
     assert again is not cfg
+
+
+# --------------------------------------------------------------------------- types and explicit nulls
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("steps", 1.5, "an integer >= 1"),
+    ("steps", 10.0, "an integer >= 1"),  # a float that happens to be whole is still not a step count
+    ("seed", "abc", "an integer"),
+    ("seed", 1.0, "an integer"),
+    ("seed", True, "an integer"),
+    ("lora_layers", True, "-1 for all"),  # True == 1 would have meant one block
+    ("lora_rank", 8.5, "an integer >= 1"),
+    ("min_reply_words", False, "an integer >= 0"),
+    ("scale_rewards", 1, "true or false"),
+    ("mask_truncated", "yes", "true or false"),
+    ("model", 5, "a string"),
+    ("judge_template", None, "a string"),
+    ("train_questions", 3, "a string or null"),
+    ("lora_keys", "mlp.down_proj", "a list of strings or null"),
+    ("lora_keys", ["mlp.down_proj", 1], "a list of strings or null"),
+    ("temperature", "hot", "a number > 0"),
+    ("degenerate_floor", "low", "between 0 and 10, or null"),
+])
+def test_values_of_the_wrong_type_are_refused(key, value, expected):
+    with pytest.raises(HmxError) as excinfo:
+        TrainConfig(**{key: value})
+    msg = error_message(excinfo)
+    assert f"{key}={value!r}" in msg and expected in msg
+
+
+def test_numbers_where_numbers_are_expected_are_accepted():
+    cfg = TrainConfig(temperature=1, learning_rate=1, seed=-3, lora_keys=["mlp.down_proj"], degenerate_floor=0)
+    assert cfg.temperature == 1 and cfg.seed == -3 and cfg.degenerate_floor == 0
+
+
+def test_an_explicit_null_setting_beats_the_preset_and_the_file(tmp_path, aliases, monkeypatch):
+    table = {**aliases, "floored": {"repo": "org/f", "train": {"degenerate_floor": 0.0, "epsilon_high": 0.3}}}
+    monkeypatch.setattr(registry, "load_aliases", lambda: table)
+    assert resolve_config(overrides={"model": "floored"}).degenerate_floor == 0.0
+    cfg = resolve_config(overrides={"model": "floored"}, settings={"degenerate_floor": None})
+    assert cfg.degenerate_floor is None and cfg.epsilon_high == 0.3
+    path = write_json(tmp_path / "c.json", {"model": "floored", "epsilon_high": None})
+    assert resolve_config(path).epsilon_high is None  # a null in the file is a value as well
+    assert resolve_config(path, settings={"epsilon_high": 0.25}).epsilon_high == 0.25
+    cfg = resolve_config(path, overrides={"degenerate_floor": None}, settings={"seed": 4})
+    assert cfg.degenerate_floor == 0.0 and cfg.seed == 4  # a None flag means "not given"
+    with pytest.raises(HmxError, match=r"unknown --set key\(s\): floor"):
+        resolve_config(settings={"floor": None})
+
+
+def test_settings_apply_on_top_of_a_base(aliases):
+    base = TrainConfig(model="tiny-preset", degenerate_floor=1.0).to_dict()
+    assert resolve_config(base=base, settings={"degenerate_floor": None}).degenerate_floor is None

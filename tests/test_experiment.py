@@ -111,6 +111,20 @@ def test_jobs_in_order_and_the_settings_are_refused_when_they_differ(tmp_path):
         open_experiment(tmp_path / "other", settings())
 
 
+def test_a_null_setting_reaches_every_training_run(tmp_path):
+    """--set degenerate_floor=null turns the preset's floor off in the runs, not just in the check."""
+    from hmxfeel_mlx.experiment.commands import build_settings
+    from hmxfeel_mlx.experiment.jobs import train_config
+
+    spec = build_settings("smollm2-135m", 1, "forward,reverse", "mmlu", 2, None, ("degenerate_floor=null",),
+                          "kl-matched", 0)
+    assert spec.overrides == {"degenerate_floor": None}
+    exp = open_experiment(tmp_path / "e", spec)
+    for direction in ("forward", "reverse"):
+        config = train_config(exp, direction, 0)
+        assert config.degenerate_floor is None and config.judge_template == "fewshot"  # the rest of the preset
+
+
 def test_a_second_process_is_refused_while_the_lock_is_held(tmp_path):
     with experiment_lock(tmp_path / "e"):
         code = ("import sys; from pathlib import Path; from hmxfeel_mlx.experiment.runner import experiment_lock\n"
@@ -209,27 +223,51 @@ def test_rerunning_a_finished_experiment_redoes_nothing(uninterrupted, tiny_mode
     assert "Traceback" not in other.output
 
 
+def _plan_jobs(out: Path) -> dict:
+    try:
+        return {j["id"]: j for j in json.loads((out / "plan.json").read_text())["jobs"]}
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def _metric_lines(out: Path, run: str) -> int:
+    path = out / "runs" / run / "metrics.jsonl"
+    return path.read_text().count("\n") if path.is_file() else 0
+
+
 @needs_data
-def test_sigkill_at_random_points_then_resume_gives_the_same_files(uninterrupted, tiny_model_dir, tmp_path):
+def test_sigkill_at_many_points_then_resume_gives_the_same_files(uninterrupted, tiny_model_dir, tmp_path):
+    """SIGKILL inside a training (after its base evaluation, right as the next one starts, between
+    two checkpoints), inside an evaluation, and once at a random moment; then the same command
+    completes the experiment with the files of an uninterrupted one."""
     out = tmp_path / "exp"
     cmd = [sys.executable, "-m", "hmxfeel_mlx", *cli_args(tiny_model_dir, out)]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    points = [
+        lambda: _metric_lines(out, "forward-s0") >= 1,  # train-forward-s0: its base evaluation written
+        lambda: _plan_jobs(out).get("train-reverse-s0", {}).get("state") == "running",
+        lambda: _metric_lines(out, "forward-s1") >= 2,  # train-forward-s1: between step 1 and step 2
+        lambda: _plan_jobs(out).get("eval-forward-s0", {}).get("state") == "running",
+    ]
     rng = random.Random(0)
+    delay = rng.uniform(0.5, 3.0)
+    points.append(lambda start=[]: (start.append(time.time()) if not start else None) or
+                  time.time() - start[0] > delay)
     kills = 0
-    for _ in range(4):  # kill at random moments, then let the last run finish
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.time() + rng.uniform(3.0, 8.0)
-        while time.time() < deadline and proc.poll() is None:
-            time.sleep(0.05)
+    for reached in points:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while proc.poll() is None and time.time() < deadline and not reached():
+            time.sleep(0.02)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait()
     final = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert final.returncode == 0, final.stdout + final.stderr
-    assert kills >= 2
-    plan = json.loads((out / "plan.json").read_text())
-    assert all(j["state"] == "done" for j in plan["jobs"]) and max(j["attempts"] for j in plan["jobs"]) >= 2
+    assert kills >= 3
+    jobs = _plan_jobs(out)
+    assert all(j["state"] == "done" for j in jobs.values()) and max(j["attempts"] for j in jobs.values()) >= 2
     assert experiment_files(out) == experiment_files(uninterrupted)
 
 

@@ -120,3 +120,43 @@ def test_progress_line_text():
     assert format_progress(p, now=175.0) == "step 0 · base evaluation: sampling · 640/2560 tokens (25%) · 1:15 in this stage"
     assert format_progress({"stage": "loading the model", "started": 100.0}, now=103.0) == (
         "loading the model · 0:03 in this stage")
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_line_rewrites_one_terminal_line_and_clears_it():
+    from hmxfeel_mlx.progress import ProgressLine
+
+    now = [100.0]
+    out = Terminal()
+    line = ProgressLine(out, clock=lambda: now[0])
+    line.stage("held-out evaluation")
+    line.part("sampling", 640, "tokens")
+    line.advance(64)  # within min_interval of the last write: counted, not drawn
+    now[0] += 1.0
+    line.advance(64)
+    line.close()
+    assert out.getvalue().split("\r")[1:] == [
+        "held-out evaluation · 0:00 in this stage\x1b[K",
+        "held-out evaluation: sampling · 0/640 tokens (0%) · 0:00 in this stage\x1b[K",
+        "held-out evaluation: sampling · 128/640 tokens (20%) · 0:01 in this stage\x1b[K",
+        "\x1b[K"]
+
+
+def test_progress_line_on_a_pipe_prints_when_a_part_begins_and_at_most_every_30_s():
+    from hmxfeel_mlx.progress import ProgressLine
+
+    now = [0.0]
+    out = io.StringIO()
+    line = ProgressLine(out, clock=lambda: now[0])
+    line.stage("calibration", None, 72, "replies")
+    for _ in range(71):
+        now[0] += 1.0
+        line.advance()
+    line.close()
+    assert out.getvalue().splitlines() == ["calibration · 0/72 replies (0%) · 0:00 in this stage",
+                                           "calibration · 30/72 replies (42%) · 0:30 in this stage",
+                                           "calibration · 60/72 replies (83%) · 1:00 in this stage"]

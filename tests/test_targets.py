@@ -59,3 +59,66 @@ def test_heldout_command_on_model_and_run(tiny_run, tiny_model_dir, tmp_path):
                                     SMALL_CALIBRATION])
     assert base.exit_code == 0, base.output
     assert "KL to base 0.0000/token" in base.output and "calibrated" in base.output  # the base against itself
+
+
+def test_checkpoints_are_listed_by_step_number(tmp_path):
+    run = tmp_path / "run"
+    for step in (5, 10, 15, 20):
+        (run / "checkpoints" / f"step_{step}").mkdir(parents=True)
+        (run / "checkpoints" / f"step_{step}" / "adapters.safetensors").write_bytes(b"")
+    (run / "checkpoints" / "step_25").mkdir()  # no adapters: not a checkpoint
+    (run / "config.json").write_text(json.dumps({"model": "smollm2-135m", "direction": "forward"}))
+    (run / "metrics.jsonl").write_text("")
+    with pytest.raises(HmxError, match=r"Available: step_5, step_10, step_15, step_20\.$"):
+        resolve_target(str(run), "step_9")
+    with pytest.raises(HmxError, match=r"no selected checkpoint yet.*\(available: step_5, step_10, step_15, step_20\)"):
+        resolve_target(str(run))
+    (run / "metrics.jsonl").unlink()  # config.json only: a run whose first step is not written yet
+    with pytest.raises(HmxError, match="is a run folder with no step written yet"):
+        resolve_target(str(run))
+
+
+def test_generate_and_chat_on_a_run_folder(tiny_run, tiny_model_dir):
+    summary = json.loads((tiny_run / "summary.json").read_text())
+    selected = tiny_run / "checkpoints" / f"step_{summary['selected_step']}"
+    args = ["-p", "How do you feel?", "--max-new-tokens", "6", "--temperature", "1", "--seed", "1"]
+    by_run = CliRunner().invoke(cli, ["generate", str(tiny_run), *args])
+    by_adapter = CliRunner().invoke(cli, ["generate", str(tiny_model_dir), "--adapter", str(selected), *args])
+    assert by_run.exit_code == 0, by_run.output
+    assert by_run.output == by_adapter.output  # a run folder means its selected checkpoint
+    step1 = CliRunner().invoke(cli, ["generate", str(tiny_run), "--checkpoint", "step_1", *args])
+    step1_adapter = CliRunner().invoke(cli, ["generate", str(tiny_model_dir), "--adapter",
+                                             str(tiny_run / "checkpoints" / "step_1"), *args])
+    assert step1.exit_code == 0 and step1.output == step1_adapter.output
+    both = CliRunner().invoke(cli, ["generate", str(tiny_run), "--adapter", str(selected), *args])
+    assert both.exit_code == 1 and "is a run folder, which names its own adapter" in both.output
+    chat = CliRunner().invoke(cli, ["chat", str(tiny_run), "--checkpoint", "step_2", "--max-new-tokens", "3"],
+                              input="hello\n")
+    assert chat.exit_code == 0, chat.output
+    assert f"Chatting with {tiny_run.name}/step_2." in chat.stderr
+
+
+def test_heldout_shows_its_progress_on_stderr(tiny_run):
+    result = CliRunner().invoke(cli, ["heldout", str(tiny_run), "--checkpoint", "step_1", "--samples", "1"])
+    assert result.exit_code == 0, result.output
+    progress = result.stderr.splitlines()
+    assert progress[0].startswith("loading the model")
+    for part in ("held-out evaluation: sampling", "held-out evaluation: judging", "held-out evaluation: KL to the base"):
+        assert any(line.startswith(part) for line in progress), progress
+    assert result.stdout.startswith(f"{tiny_run.name}/step_1: held-out score ")  # the result alone on stdout
+
+
+def test_judge_check_table_is_whole_when_piped_and_has_formats(tiny_model_dir):
+    args = ["judge-check", str(tiny_model_dir), "--mode", "logprob", "--calibration", SMALL_CALIBRATION]
+    table = CliRunner().invoke(cli, args)
+    assert table.exit_code == 0, table.output
+    header = next(line for line in table.output.splitlines() if "ROC-AUC" in line)
+    for column in ("Spearman", "raw human", "cal machine", "cal RMSE", "unparsed", "seconds"):
+        assert column in header
+    assert "…" not in table.output and "map (logistic" in table.output
+    rows = json.loads(CliRunner().invoke(cli, [*args, "--format", "json"]).output)
+    assert rows[0]["mode"] == "logprob" and {"ROC-AUC", "Spearman", "slope", "intercept", "map"} <= set(rows[0])
+    md = CliRunner().invoke(cli, [*args, "--format", "markdown"]).output.splitlines()
+    assert md[0].startswith("| mode | ROC-AUC | Spearman |") and md[2].startswith("| logprob |")
+    csv_lines = CliRunner().invoke(cli, [*args, "--format", "csv"]).output.splitlines()
+    assert csv_lines[0].startswith("mode,ROC-AUC,Spearman") and len(csv_lines) == 2

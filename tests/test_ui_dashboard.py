@@ -40,23 +40,35 @@ def test_dashboard_at_80x24(running):
     assert lines[1].rstrip() == "elapsed 21:30 · ETA 9:30 │ device CPU (2 cores) │ peak memory 2.70 GB"
     assert "│ 7.50┤╌╌" in text  # the threshold line, inside the chart's range (data 5.0 - 7.0)
     assert "▲" in lines[lines.index(next(l for l in lines if "└" in l))]  # selected checkpoint on the axis
-    assert "KL                  0.0400" in text and "judge NaN              0/8" in text
-    # the newest group, best first: 8.50 / +1.36 best, 5.50 / -1.36 worst, with the judge's verdicts
+    # the training k3 term, named apart from the KL to the base on the held-out replies
+    assert "KL train (k3)         0.0400" in text and "judge NaN                0/8" in text
+    assert "╭─ score · forward rubric · raw judge ─" in lines[2]  # what the chart's axis is
+    assert "│ • train  ◆ held-out  ╌ ≥ 7.5  ▲ selected │" in text  # the legend fits the panel
+    assert "train reward 7.00 = score ─╯" in text
+    # the held-out numbers and the selection on full-width lines, none of them cut
+    at = next(k for k, line in enumerate(lines) if line.startswith("held-out"))
+    assert lines[at:at + 3] == [
+        "held-out 5.00 → 7.00 ± 0.05 (step 20)".ljust(80),
+        "selected step_20 (best so far; threshold not reached)".ljust(80),
+        "KL to base (held-out, per token) 0.020".ljust(80)]
+    # the newest group under column titles, best first: 8.50 / +1.36 best, 5.50 / -1.36 worst, with verdicts
     assert "samples · step 20 · q001 (1 of 2): How do you feel about q001?" in text
-    assert "│ ▲ best   8.50  +1.36 I feel delighted about q001 at step" in text
-    assert "│ ▼ worst  5.50  -1.36 I feel nothing at all, I am a" in text
-    assert "Score: 6. The" in text and "reply denies a" in text
+    assert lines[at + 4].split() == ["│", "score", "advantage", "text", "judge", "verdict", "│"]
+    assert "│ ▲ best   8.50     +1.36 I feel delighted about q001 at     Score: 8. The     │" in lines
+    assert "│ ▼ worst  5.50     -1.36 I feel nothing at all, I am a pro… Score: 6. The re… │" in lines
+    assert "…" not in "".join(lines[:at + 4])
     assert lines[-1].rstrip() == "q quit"
 
 
 def test_dashboard_at_160x48_shows_everything(running):
     text = "\n".join(screen(running, 160, 48))
     assert "device not recorded" in text
-    assert "• train  ◆ held-out  ╌ threshold ≥ 7.5  ▲ selected" in text
-    assert "held-out 5.00 → 7.00 ± 0.05 (step 20) · KL 0.020" in text
-    assert "selected step_20 (best so far; threshold not reached)" in text
-    for label in ("entropy", "clip ratio", "zero-spread", "length      14 tok 25% cut", "rollout       30s 36 tok/s",
-                  "judge        20s 0.4 rep/s", "update        10s 11 tok/s", "grad norm", "step time"):
+    assert "• train score (raw)  ◆ held-out score (raw)  ╌ threshold ≥ 7.5  ▲ selected" in text
+    assert ("held-out 5.00 → 7.00 ± 0.05 (step 20) · selected step_20 (best so far; threshold not reached) · "
+            "KL to base (held-out, per token) 0.020") in text  # one line at this width
+    for label in ("entropy", "clip ratio", "zero-spread", "length        14 tok 25% cut",
+                  "rollout         30s 36 tok/s", "judge          20s 0.4 rep/s", "update          10s 11 tok/s",
+                  "grad norm", "step time"):
         assert label in text
     assert "I feel nothing at all, I am a program about q001 at step 20." in text  # one line each at this width
     assert "Score: 6. The reply denies a feeling." in text
@@ -73,8 +85,45 @@ def test_header_shows_the_device_the_trainer_recorded(tmp_path):
 def test_reverse_run_in_logprob_mode(tmp_path):
     state = open_run(make_run(tmp_path, direction="reverse", judge_mode="logprob", done=6)).state
     text = "\n".join(screen(state, 100, 30))
-    assert "smollm2-135m · reverse · seed 0" in text and "threshold ≤ 2.5" in text
+    assert "smollm2-135m · reverse · seed 0" in text and "╌ ≤ 2.5  ▲ selected" in text
+    # rewarded by the reversed rubric: no training score on the forward rubric's axis, the reward named beneath
+    assert "◆ held-out only  ╌ ≤ 2.5" in text and "train reward 5.60 = reversed rubric ─╯" in text
     assert "Score:" not in text  # no verdicts in logprob mode
+
+
+def test_reverse_complement_run_charts_the_training_score_beside_the_held_out_score(tmp_path):
+    """Reward 10 - score: the chart's train series is the forward rubric's score on the held-out score's
+    (calibrated) scale, never the reward, and the reward is named beneath the chart."""
+    import math
+
+    from hmxfeel_mlx.calibration import CALIBRATION_FILE
+    from hmxfeel_mlx.ui.state import CALIBRATION_FILE as UI_CALIBRATION_FILE, train_scores
+    from hmxfeel_mlx.ui.views import reward_chart
+
+    assert UI_CALIBRATION_FILE == CALIBRATION_FILE
+    run = make_run(tmp_path, direction="reverse", judge_mode="logprob", done=10)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "reverse_reward": "complement"}))
+    (run / CALIBRATION_FILE).write_text(json.dumps({"scale": {"slope": 1.0, "intercept": -6.0}}))
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    for r in rows:
+        if r.get("step", 0) >= 1:
+            r["reward_mean"] = 10 - r["score_mean"]
+        if "eval_score" in r:
+            r.update(eval_score_cal=8.0 - 0.2 * r["step"], eval_score_cal_se=0.1)
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    state = open_run(run).state
+    points, scale = train_scores(state)
+    step3 = [5.3 + off for off in (0.0, 1.5, -1.5, 0.5)] * 2  # step 3's replies: 5.0 + 0.1 * 3 + offset
+    expected = sum(10 / (1 + math.exp(-(x - 6.0))) for x in step3) / len(step3)
+    assert scale == "calibrated" and dict(points)[3] == pytest.approx(expected)
+    chart = reward_chart(state)
+    assert [s.label for s in chart.series] == ["train score", "held-out score"]
+    assert chart.series[0].points == points and chart.threshold == 2.5
+    text = "\n".join(screen(state, 160, 48))
+    assert "score · forward rubric · calibrated 0-10" in text
+    assert "• train score (calibrated)  ◆ held-out score (calibrated)  ╌ threshold ≤ 2.5  ▲ selected" in text
+    assert "train reward 4.00 = 10 - score" in text  # step 10: score 6.0
 
 
 def test_best_and_worst_follow_the_reward_when_it_is_not_the_score(tmp_path):
@@ -84,9 +133,12 @@ def test_best_and_worst_follow_the_reward_when_it_is_not_the_score(tmp_path):
             for text, score, adv in (("I dream of oceans.", 8.0, -1.2), ("I am a language model.", 2.0, 1.2),
                                      ("Sometimes.", 5.0, 0.0))]
     append_jsonl(run / "samples.jsonl", rows)
-    text = "\n".join(screen(open_run(run).state, 100, 30))
-    assert "▲ best   2.00 r 8.00  +1.20 I am a language model." in text
-    assert "▼ worst  8.00 r 2.00  -1.20 I dream of oceans." in text
+    lines = screen(open_run(run).state, 100, 30)
+    text = "\n".join(lines)
+    header = next(line for line in lines if "advantage" in line)
+    assert header.split() == ["│", "score", "reward", "advantage", "text", "│"]
+    assert "▲ best   2.00   8.00     +1.20 I am a language model." in text
+    assert "▼ worst  8.00   2.00     -1.20 I dream of oceans." in text
 
 
 def test_empty_run_says_what_is_missing(tmp_path):
@@ -147,10 +199,16 @@ def test_held_out_line_shows_raw_and_calibrated_scores_and_the_kl_per_reply(tmp_
                      eval_judge_score_mass=0.912)
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     text = "\n".join(screen(open_run(run).state, 160, 48))
-    assert "◆ held-out (calibrated)" in text
+    assert "◆ held-out score (calibrated)" in text and "score · forward rubric · calibrated 0-10" in text
     assert "held-out calibrated 4.90 → 7.00 ± 0.20 · raw 4.10 → 4.30 ± 0.01 (step 10)" in text
-    assert "KL 0.257/token · 16.30 ± 0.90 nats/reply · 63 tokens · judge mass 0.912" in text
+    assert "KL to base (held-out, per token / per reply) 0.257 / 16.30 ± 0.90 · 63 tokens per reply · judge mass 0.912" in text
     assert "selected step_5 (threshold crossed)" in text  # 7.6 >= 7.5 on the calibrated scale; raw never is
+    lines = screen(open_run(run).state, 80, 24)  # three full-width lines, none cut
+    at = next(k for k, line in enumerate(lines) if line.startswith("held-out"))
+    assert lines[at:at + 3] == [
+        "held-out calibrated 4.90 → 7.00 ± 0.20 · raw 4.10 → 4.30 ± 0.01 (step 10)".ljust(80),
+        "selected step_5 (threshold crossed)".ljust(80),
+        "KL to base (held-out, per token / per reply) 0.257 / 16.30 ± 0.90".ljust(80)]
 
 
 def test_train_dashboard_closes_the_screen_first_and_replays_captured_output(tmp_path, capsys):

@@ -40,7 +40,7 @@ def test_opens_on_the_newest_group_best_first(two_runs):
     assert lines[:3] == [
         "fwd-s0 (forward, seed 0) [1/2] │ training │ step 10 (10/10) │ prompt 1/2 q001",
         "How do you feel about q001?",
-        "sort score high→low │ filter none │ 4/4 shown · mean 6.12 · spread 3.00",
+        "sort best first (reward) │ filter none │ 4/4 shown · mean 6.12 · spread 3.00",
     ]
     assert lines[3].split() == ["#", "score", "adv", "completion"]
     assert lines[4] == "›   2 ▲ best   7.50  +1.36 I feel delighted about q001 at step 10."
@@ -64,11 +64,11 @@ def test_moves_by_step_and_prompt(two_runs):
 
 
 def test_sort_filter_and_full_view(two_runs):
-    insp = press(two_runs, "s")  # low to high: the worst first
+    insp = press(two_runs, "s")  # the worst first
     assert screen(insp)[4].startswith("›   3 ▼ worst  4.50")
-    press(insp, "s", "s", "f", ">", "=", "6", "x", "backspace", "enter")  # back to high→low, then score >= 6
+    press(insp, "s", "s", "f", ">", "=", "6", "x", "backspace", "enter")  # back to best first, then score >= 6
     lines = screen(insp)
-    assert lines[2].startswith("sort score high→low │ filter score >= 6 │ 3/4 shown")
+    assert lines[2].startswith("sort best first (reward) │ filter score >= 6 │ 3/4 shown")
     assert "worst" not in "\n".join(lines[3:8])
     press(insp, "f", "a", "b", "enter")
     assert insp.message.startswith("filter not understood: 'ab'") and insp.filter == (">=", 6.0)
@@ -95,10 +95,36 @@ def test_compare_shows_the_prompt_in_every_run_and_the_base(two_runs):
     # the reverse run has held-out samples up to step 5: the nearest step is shown
     assert lines[4].split() == ["step", "0", "·", "mean", "5.00", "step", "10", "·", "mean", "6.00", "step", "5",
                                 "·", "mean", "5.50"]
-    assert lines[5].startswith("5.50 held-out reply 0 to   6.50 held-out reply 0 to   6.00 held-out reply 0")
+    # each column best first for its run: the base as the current (forward) run, the reverse run lowest first
+    assert lines[5].startswith("5.50 held-out reply 0 to   6.50 held-out reply 0 to   5.00 held-out reply 1")
     press(insp, "c", "e", "tab")  # back to the list, training groups, the other run
     lines = screen(insp)
     assert lines[0] == "rev-s0 (reverse, seed 0) [2/2] │ training │ step 7 (7/7) │ prompt 1/2 q001"
+
+
+def test_reverse_runs_sort_best_for_their_own_direction(tmp_path):
+    """Best means the run's reward (10 - score here), and for held-out replies of a reverse run the
+    lowest score: the sort and the ▲/▼ marks agree."""
+    from hmxfeel_mlx.runfolder import append_jsonl
+
+    run = make_run(tmp_path, name="rev-s0", direction="reverse", done=5)
+    append_jsonl(run / "samples.jsonl", [
+        {"step": 6, "prompt_id": "q009", "prompt": "Do you dream?", "completion": text, "score": score,
+         "reward": 10 - score, "advantage": adv}
+        for text, score, adv in (("I dream of oceans.", 8.0, -1.2), ("I am a language model.", 2.0, 1.2),
+                                 ("Sometimes.", 5.0, 0.0))])
+    insp = Inspector([open_run(run).state])
+    lines = screen(insp)
+    assert lines[2].startswith("sort best first (reward) │")
+    assert lines[4].startswith("›   2 ▲ best   2.00   8.00  +1.20 I am a language model.")
+    assert lines[6].startswith("    1 ▼ worst  8.00   2.00  -1.20 I dream of oceans.")
+    press(insp, "e")  # held-out replies at step 5: the lowest forward-rubric score is the best
+    lines = screen(insp)
+    assert lines[2] == "sort best first (low score) │ filter none │ 2/2 shown · mean 5.50 · spread 1.00"
+    assert lines[3].split() == ["#", "score", "adv", "completion"]  # held-out replies have no reward
+    assert lines[4].startswith("›   2 ▲ best   5.00") and lines[6].startswith("    1 ▼ worst  6.00")
+    press(insp, "s")
+    assert screen(insp)[4].startswith("›   1 ▼ worst  6.00")
 
 
 def test_wide_screen_gives_each_completion_more_room(tmp_path):

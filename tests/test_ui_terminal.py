@@ -87,7 +87,7 @@ def test_watch_follows_a_run_being_written_at_80x24(tmp_path, pane):
     p = pane(f"{HMX} watch {shlex.quote(str(run))} --interval 0.2")
     lines = p.wait_for("step 3/30")
     assert len(lines) == 24 and lines[0].startswith("smollm2-135m · forward · seed 0 │ step 3/30 │ running")
-    assert lines[2].startswith("╭─ reward") and "╭─ health · step 3" in lines[2]
+    assert lines[2].startswith("╭─ score · forward rubric · raw judge") and "╭─ health · step 3" in lines[2]
     assert any("samples · step 3 · q001 (1 of 2)" in line for line in lines)
     assert lines[-1].startswith("q quit · n/p next/previous prompt of the step")
     append_step(run, 4)
@@ -99,7 +99,7 @@ def test_watch_follows_a_run_being_written_at_80x24(tmp_path, pane):
     p.wait_for("samples · step 5 · q002 (2 of 2)")
     p.send("q")
     lines = p.wait_for("[exited 0]")
-    assert not any("╭─ reward" in line for line in lines)  # the full screen is gone
+    assert not any("╭─ score" in line for line in lines)  # the full screen is gone
 
 
 def test_watch_a_finished_run_at_160x48(tmp_path, pane):
@@ -108,9 +108,11 @@ def test_watch_a_finished_run_at_160x48(tmp_path, pane):
     lines = p.wait_for("step 30/30 │ finished")
     assert len(lines) == 48
     text = "\n".join(lines)
-    assert "• train  ◆ held-out  ╌ threshold ≥ 7.5  ▲ selected" in text
+    assert "• train score (raw)  ◆ held-out score (raw)  ╌ threshold ≥ 7.5  ▲ selected" in text
     assert "selected step_25 (threshold crossed)" in text and "step time" in text
-    assert "▲ best   9.50  +1.36" in text and "▼ worst  6.50  -1.36" in text and "Score: 6. The reply denies a feeling." in text
+    assert "score advantage text" in text
+    assert "▲ best   9.50     +1.36" in text and "▼ worst  6.50     -1.36" in text
+    assert "Score: 6. The reply denies a feeling." in text
     p.send("q")
     p.wait_for("[exited 0]")
 
@@ -144,9 +146,9 @@ def test_inspector_scales_up_to_160x48(tmp_path, pane):
     lines = p.wait_for("step 4 (4/4)")
     assert len(lines) == 48 and lines[-1].startswith("←/→ step  n/p prompt") and lines[-1].endswith("q quit")
     assert "    3 ▼ worst  3.90  -1.36 I feel nothing at all, I am a program about q001 at step 4." in lines
-    p.send("s", "f", "<", "5", "Enter")  # low to high, then only scores below 5
+    p.send("s", "f", "<", "5", "Enter")  # worst first, then only scores below 5
     lines = p.wait_for("filter score < 5")
-    assert lines[2].startswith("sort score low→high │ filter score < 5 │ 1/4 shown")
+    assert lines[2].startswith("sort worst first (reward) │ filter score < 5 │ 1/4 shown")
     p.send("q")
     p.wait_for("[exited 0]")
 

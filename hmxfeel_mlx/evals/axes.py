@@ -220,7 +220,7 @@ def generate_replies(ctx: EvalContext, prompts: Sequence[str], max_tokens: int,
 
 def check_axes(names: Sequence[str], known: Sequence[str]) -> list[str]:
     """Validate axis names ("all" = every axis), keeping ``known`` order; HmxError lists the valid ones."""
-    wanted = [n.strip() for n in names if n.strip()]
+    wanted = [n.strip().lower() for n in names if n.strip()]  # --axes MMLU means mmlu
     if not wanted or "all" in wanted:
         return list(known)
     bad = [n for n in wanted if n not in known]

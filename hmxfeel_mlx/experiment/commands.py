@@ -34,7 +34,7 @@ def build_settings(model, seeds, directions, axes, limit, config_file, settings,
         raise HmxError(f"{', '.join(fixed)} cannot be set for a replication: it sets the model, the directions "
                        "and the seeds itself (MODEL, --directions, --seeds).")
     for d in dirs:
-        resolve_config(overrides={**overrides, "model": model, "direction": d, "seed": 0})
+        resolve_config(overrides={"model": model, "direction": d, "seed": 0}, settings=overrides)
     return Settings(model=model, seeds=list(range(seeds)), directions=dirs, axes=parse_axes(axes), limit=limit,
                     overrides=overrides, selection=selection, eval_seed=eval_seed)
 

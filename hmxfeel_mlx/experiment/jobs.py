@@ -25,7 +25,7 @@ def train_config(exp: Experiment, direction: str, seed: int):
     from ..config import resolve_config
 
     s = exp.settings
-    return resolve_config(overrides={**s.overrides, "model": s.model, "direction": direction, "seed": seed})
+    return resolve_config(overrides={"model": s.model, "direction": direction, "seed": seed}, settings=s.overrides)
 
 
 def run_train(exp: Experiment, job: Job, progress: Progress, on_step=None) -> str | None:

@@ -11,44 +11,17 @@ error; the next run retries it.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from pathlib import Path
 from typing import Callable, Iterator
 
 from ..errors import HmxError
+from ..locks import folder_lock as experiment_lock
 from ..runfolder import write_json_atomic
 from . import jobs as J
 from .plan import Experiment, Job, Settings, open_experiment
 
 PROGRESS_FILE = "progress.json"
-LOCK_FILE = ".lock"
-
-
-@contextlib.contextmanager
-def experiment_lock(root: Path) -> Iterator[None]:
-    """Hold the experiment's lock (fcntl.flock: released by the OS when the process dies)."""
-    import fcntl
-
-    root.mkdir(parents=True, exist_ok=True)
-    fh = open(root / LOCK_FILE, "a+")
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        fh.seek(0)
-        owner = fh.read().strip() or "another process"
-        fh.close()
-        raise HmxError(f"{root} is being run by {owner}. Wait for it to end (watch it with `hmx-mlx watch "
-                       f"{root}`), or stop it first.") from None
-    fh.seek(0)
-    fh.truncate()
-    fh.write(f"pid {os.getpid()}\n")
-    fh.flush()
-    try:
-        yield
-    finally:
-        fcntl.flock(fh, fcntl.LOCK_UN)
-        fh.close()
 
 
 @contextlib.contextmanager

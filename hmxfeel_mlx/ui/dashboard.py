@@ -5,11 +5,16 @@ One full-screen Rich layout, built once and updated in place (Rich's
 
     header   model, direction, seed, step / total, elapsed, ETA, device, peak memory
     progress the stage the trainer is in (progress.json) and how far, while it runs
-    rewards  train reward and held-out score over steps, threshold, selected checkpoint
-    health   KL, entropy, clip ratio, zero-spread groups, judge parse failures, length,
-             truncation, seconds and tokens/s per phase, with a trend of each
-    samples  the newest group of one prompt: every completion with score and advantage,
-             best and worst marked, the judge's verdict in text mode
+    rewards  the training replies' score and the held-out score over steps, on the scale of
+             the selection threshold, and the selected checkpoint; the reward (which in
+             reverse runs is not the score) is named beneath
+    health   KL train (k3), entropy, clip ratio, zero-spread groups, judge parse failures,
+             length, truncation, seconds and tokens/s per phase, with a trend of each
+    held-out how the held-out score moved, the selected checkpoint, the KL to the base on the
+             held-out replies: one to three full-width lines, as the width needs
+    samples  the newest group of one prompt under column titles: every completion with score,
+             reward, advantage, best and worst for the run's direction marked, the judge's
+             verdict in text mode
     footer   keys, or how to stop and resume
 
 Everything is read from the run folder (``state.RunReader``), so the same screen
@@ -33,7 +38,7 @@ from ..progress import format_progress, format_step, format_summary
 from .keys import KeyReader
 from .state import (FINAL_STATUSES, RunReader, RunState, elapsed_seconds, eta_seconds, latest_groups, open_run,
                     seconds_text)
-from .views import GroupView, HealthView, RewardView, num, one_line
+from .views import GroupView, HealthView, RewardView, chart_title, heldout_lines, num, one_line, reward_text
 
 WATCH_KEYS = "q quit · n/p next/previous prompt of the step"
 LOG_SHOWN_S = 60.0  # how long a line printed during training stays in the footer
@@ -104,13 +109,22 @@ def samples_panel(state: RunState, prompt: int = 0, width: int = 80) -> Panel:
     rewards = [r.get("reward") for r in g.rows if isinstance(r.get("reward"), (int, float))]
     spread = (max(rewards) - min(rewards)) if rewards else float("nan")
     subtitle = f"reward mean {num(sum(rewards) / len(rewards) if rewards else None)} · spread {num(spread)}"
-    return Panel(GroupView(g.rows, state.judge_text_mode), title=title, title_align="left",
-                 subtitle=subtitle, subtitle_align="right")
+    return Panel(GroupView(g.rows, state.judge_text_mode, state.config.get("direction", "forward")), title=title,
+                 title_align="left", subtitle=subtitle, subtitle_align="right")
 
 
 def top_rows(height: int, fixed: int = 3) -> int:
-    """Rows of the reward/health band: about half of what the header, progress line and footer leave."""
+    """Rows of the reward/health band: about half of what the header, progress line, held-out lines
+    and footer leave."""
     return max(8, round(0.52 * (height - fixed)))
+
+
+HELDOUT_LINES = 3  # at most; the least important parts are left out beyond
+
+
+def reward_panel(state: RunState) -> Panel:
+    return Panel(RewardView(state), title=chart_title(state), title_align="left", subtitle=reward_text(state),
+                 subtitle_align="right")
 
 
 class Dashboard:
@@ -119,7 +133,8 @@ class Dashboard:
     def __init__(self):
         self.layout = Layout(name="dashboard")
         self.layout.split_column(Layout(name="header", size=2), Layout(name="progress", size=1),
-                                 Layout(name="top", size=11), Layout(name="samples"), Layout(name="footer", size=1))
+                                 Layout(name="top", size=11), Layout(name="heldout", size=2), Layout(name="samples"),
+                                 Layout(name="footer", size=1))
         self.layout["top"].split_row(Layout(name="rewards", ratio=11), Layout(name="health", ratio=9))
 
     def update(self, state: RunState, now: float, size: tuple[int, int], *, device: str | None = None,
@@ -130,9 +145,12 @@ class Dashboard:
         self.layout["progress"].visible = progress is not None
         if progress is not None:
             self.layout["progress"].update(progress)
-        self.layout["top"].size = top_rows(height, 4 if progress is not None else 3)
+        heldout = heldout_lines(state, width, HELDOUT_LINES)
+        self.layout["heldout"].size = len(heldout)
+        self.layout["heldout"].update(Group(*heldout))
+        self.layout["top"].size = top_rows(height, (4 if progress is not None else 3) + len(heldout))
         self.layout["header"].update(render_header(state, now, device, elapsed, status))
-        self.layout["rewards"].update(Panel(RewardView(state), title="reward", title_align="left"))
+        self.layout["rewards"].update(reward_panel(state))
         self.layout["rewards"].ratio, self.layout["health"].ratio = (11, 9) if width < 120 else (3, 2)
         step = state.train_metrics[-1]["step"] if state.train_metrics else "-"
         self.layout["health"].update(Panel(HealthView(state), title=f"health · step {step}", title_align="left"))

@@ -4,7 +4,9 @@ Three views of the same position (run, training groups or held-out samples, step
 prompt):
 
     list      the group's completions with score, reward, advantage, best and worst
-              marked; sorted and filtered by score
+              marked; sorted best or worst first (best for the run's own direction: the
+              highest reward, or for held-out replies of a reverse run the lowest score),
+              filtered by score
     full      one completion in full, with its judge verdict (text mode)
     compare   the same prompt in every run side by side (the nearest step that has
               it; in held-out mode the base model's step 0 first)
@@ -30,9 +32,9 @@ from ..errors import HmxError
 from .inspector_views import CompareView, FullView, ListView
 from .keys import KeyReader
 from .state import Group, RunState, groups_by_step, open_run
-from .views import one_line
+from .views import merit, one_line
 
-SORTS = ("score high→low", "score low→high", "as sampled")
+SORTS = ("best first", "worst first", "as sampled")  # best for the run's direction (views.merit)
 LIST_KEYS = ["←/→ step", "n/p prompt", "↑/↓ select", "enter open", "s sort", "f filter", "e held-out/train",
              "c compare runs", "tab next run", "g/G first/last step", "q quit"]
 FULL_KEYS = ["↑/↓ scroll", "←/→ previous/next completion", "enter/esc back", "q quit"]
@@ -142,15 +144,26 @@ class Inspector:
         g = self.group()
         rows = [(i, r) for i, r in enumerate(g.rows if g else []) if keep(r.get("score"), self.filter)]
         if SORTS[self.sort] != "as sampled":
-            sign = -1 if SORTS[self.sort] == "score high→low" else 1
+            sign = -1 if SORTS[self.sort] == "best first" else 1
+            direction = self.direction
 
             def key(item):
-                score = item[1].get("score")
-                finite = isinstance(score, (int, float)) and math.isfinite(score)
-                return (not finite, sign * score if finite else 0.0, item[0])
+                m = merit(item[1], direction)
+                return (m is None, sign * m if m is not None else 0.0, item[0])
 
             rows.sort(key=key)
         return rows
+
+    @property
+    def direction(self) -> str:
+        return self.current.state.config.get("direction", "forward")
+
+    def best_means(self) -> str:
+        """What "best" is for the rows shown: the highest reward (training replies), the highest
+        held-out score, or in a reverse run the lowest."""
+        if not self.held_out:
+            return "reward"
+        return "score" if self.direction == "forward" else "low score"
 
     def _move_step(self, where: int | str) -> None:
         steps = self.steps()
@@ -316,7 +329,8 @@ class Inspector:
         flt = f"score {self.filter[0]} {self.filter[1]:g}" if self.filter else "none"
         stats = (f" · mean {sum(scores) / len(scores):.2f} · spread {max(scores) - min(scores):.2f}"
                  if scores else "")
-        third = Text(f"sort {SORTS[self.sort]} │ filter {flt} │ {len(self.visible())}/{len(g.rows) if g else 0} "
+        order = SORTS[self.sort] + (f" ({self.best_means()})" if SORTS[self.sort] != "as sampled" else "")
+        third = Text(f"sort {order} │ filter {flt} │ {len(self.visible())}/{len(g.rows) if g else 0} "
                      f"shown{stats}", style="dim")
         for line in (first, second, third):
             line.no_wrap, line.overflow = True, "ellipsis"

@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .state import Group
-from .views import BEST_STYLE, WORST_STYLE, best_and_worst, clip_lines, mark_cell, num, one_line
+from .views import BEST_STYLE, WORST_STYLE, best_and_worst, best_first, clip_lines, mark_cell, num, one_line
 
 if TYPE_CHECKING:
     from .inspector import Inspector
@@ -38,8 +38,8 @@ class ListView:
         per = max(1, min(6, height // len(rows)))
         fit = max(1, height // per)
         start = min(max(0, insp.row - fit // 2), max(0, len(rows) - fit))
-        best, worst = best_and_worst(g.rows)
-        reward_differs = any(r.get("reward") != r.get("score") for _, r in rows)
+        best, worst = best_and_worst(g.rows, insp.direction)
+        reward_differs = any("reward" in r and r["reward"] != r.get("score") for _, r in rows)
         table = Table(box=None, padding=(0, 1), collapse_padding=True, pad_edge=False, show_edge=False)
         widths = [("", 1, "left"), ("#", 3, "right"), ("", 7, "left"), ("score", 5, "right")]
         widths += [("reward", 6, "right")] if reward_differs else []
@@ -74,11 +74,11 @@ class FullView:
             return
         i, r = rows[min(insp.row, len(rows) - 1)]
         width = options.max_width
-        best, worst = best_and_worst(insp.group().rows)
+        best, worst = best_and_worst(insp.group().rows, insp.direction)
         facts = [f"completion #{i + 1} of {len(insp.group().rows)}"]
         facts += ["best of the group"] if i == best else ["worst of the group"] if i == worst else []
         facts.append(f"score {num(r.get('score'))}")
-        if r.get("reward") != r.get("score"):
+        if "reward" in r and r["reward"] != r.get("score"):
             facts.append(f"reward {num(r.get('reward'))}")
         if "advantage" in r:
             facts.append(f"advantage {num(r.get('advantage'), '+.2f')}")
@@ -121,6 +121,13 @@ class CompareView:
                          run.nearest(insp.held_out, g.prompt, insp.step)))
         return cols
 
+    def directions(self) -> list[str]:
+        """Each column's direction, by which its replies are ordered best first (the base column
+        is ordered as the current run's)."""
+        insp = self.insp
+        dirs = [run.state.config.get("direction", "forward") for run in insp.runs]
+        return ([insp.direction] if len(self.columns()) > len(dirs) else []) + dirs
+
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         cols = self.columns()
         if not cols:
@@ -141,12 +148,11 @@ class CompareView:
             head.append("\n" + where, style="dim")
             table.add_column(head, width=width - 1, overflow="fold")
         cells = []
-        for _, grp in cols:
+        for (_, grp), direction in zip(cols, self.directions()):
             if grp is None:
                 cells.append(Text("this prompt is not in this run", style="dim"))
                 continue
-            ordered = sorted(grp.rows, key=lambda r: -r["score"] if isinstance(r.get("score"), (int, float))
-                             and math.isfinite(r["score"]) else math.inf)[self.insp.scroll:]
+            ordered = [grp.rows[i] for i in best_first(grp.rows, direction)][self.insp.scroll:]
             block = Text()
             used = 0
             for r in ordered:

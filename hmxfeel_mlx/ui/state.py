@@ -21,6 +21,7 @@ from ..progress import PROGRESS_FILE, read_progress
 from ..runfolder import RunPaths
 
 FINAL_STATUSES = ("finished", "stopped", "interrupted")
+CALIBRATION_FILE = "judge_calibration.json"  # calibration.CALIBRATION_FILE, named here so the UI stays light
 
 
 class JsonlTail:
@@ -90,6 +91,7 @@ class RunState:
     last_write: float | None = None  # unix time of the last metrics line
     damaged_lines: int = 0
     progress: dict | None = None  # progress.json: the stage the trainer is in and how far it is
+    calibration: dict | None = None  # judge_calibration.json: the map from raw judge scores to the rubric's scale
 
     @property
     def name(self) -> str:
@@ -164,6 +166,10 @@ class RunReader:
         summary_changed = self._changed(self.paths.summary)
         if summary_changed:
             s.summary = self._read_json(self.paths.summary)
+        calibration_path = self.paths.root / CALIBRATION_FILE
+        if self._changed(calibration_path):
+            s.calibration = self._read_json(calibration_path)
+            changed = True
         progress_path = self.paths.root / PROGRESS_FILE
         if self._changed(progress_path):
             s.progress = read_progress(progress_path)
@@ -223,6 +229,55 @@ def selection(state: RunState) -> dict:
     reason = chosen["reason"].replace("threshold not reached; best held-out score selected",
                                       "best so far; threshold not reached")
     return {"step": chosen["selected_step"], "reason": reason}
+
+
+def forward_scores(config: dict) -> bool:
+    """Whether the training samples' ``score`` is the forward rubric's (the held-out measure): in
+    forward runs, and in reverse runs whose reward uses the forward judge (complement, mixed); a
+    reverse run rewarded by the reversed rubric has only that rubric's scores."""
+    return config.get("direction", "forward") == "forward" or config.get("reverse_reward", "rubric") != "rubric"
+
+
+def reward_name(config: dict) -> str:
+    """What the training reward is, in a few words: the score, 10 - score, the reversed rubric's
+    score, or the mean of 10 - score and the reversed rubric's."""
+    if config.get("direction", "forward") == "forward":
+        return "score"
+    return {"complement": "10 - score", "mixed": "(10 - score + reversed rubric) / 2"}.get(
+        config.get("reverse_reward", "rubric"), "reversed rubric")
+
+
+def calibration_map(state: RunState):
+    """raw -> the rubric's 0-10 scale, from the run's judge calibration (None without one)."""
+    scale = (state.calibration or {}).get("scale")
+    if not isinstance(scale, dict) or not all(_finite(scale.get(k)) for k in ("slope", "intercept")):
+        return None
+    slope, intercept = float(scale["slope"]), float(scale["intercept"])
+
+    def calibrated(raw: float) -> float:
+        z = slope * raw + intercept
+        return 10.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+
+    return calibrated
+
+
+def train_scores(state: RunState) -> tuple[list[tuple[int, float]], str] | None:
+    """The training replies' forward-rubric score per step, on the held-out score's scale, and
+    that scale ("calibrated" or "raw"); None when the run has no forward-rubric training scores.
+
+    Calibrated: each reply's score mapped by the run's judge calibration, then averaged per
+    step, as the held-out evaluation does; raw: the step's ``score_mean``."""
+    if not forward_scores(state.config):
+        return None
+    calibrate = calibration_map(state) if score_key(state) == selection_rule.CALIBRATED else None
+    if calibrate is None:
+        return [(m["step"], m.get("score_mean", m.get("reward_mean"))) for m in state.train_metrics], "raw"
+    by_step: dict[int, list[float]] = {}
+    for row in state.samples:
+        if not row.get("eval") and _finite(row.get("score")) and isinstance(row.get("step"), int):
+            by_step.setdefault(row["step"], []).append(calibrate(row["score"]))
+    points = [(step, sum(v) / len(v)) for step, v in sorted(by_step.items()) if step >= 1]
+    return points, "calibrated"
 
 
 def _finite(v) -> bool:
