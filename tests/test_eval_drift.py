@@ -52,10 +52,27 @@ def test_items_are_general_prompts_and_reference_answers_fixed_by_the_seed():
 @needs_data
 def test_a_base_model_has_zero_drift(tiny):
     loaded, config = tiny
-    res = run(loaded, config, items())
+    its = items()
+    res = run(loaded, config, its)  # no adapter: 0 by definition, nothing sampled
     m = res.metrics
     assert m["kl_general_token"] == 0.0 and m["kl_general_reply"] == 0.0 and m["ref_loglik_delta"] == 0.0
-    assert m["n_general"] == 4 and m["n_reference"] == 4
+    assert m["n_general"] == 4 and m["n_reference"] == 4 and [r["id"] for r in res.records] == [it.id for it in its]
+    assert "nothing sampled" in res.settings["base_model"]
+
+
+@needs_data
+def test_an_untrained_adapter_measures_exactly_zero_when_computed(tiny_model_dir, tiny):
+    """A freshly attached LoRA (lora_b = 0) goes through the whole computation and is its base."""
+    from hmxfeel_mlx.loading import load_model
+    from hmxfeel_mlx.trainer import attach_lora
+
+    loaded = load_model(str(tiny_model_dir))
+    _, config = tiny
+    attach_lora(loaded.model, config)
+    res = run(loaded, config, items())
+    assert "base_model" not in res.settings and all(r.get("output") is not None for r in res.records
+                                                       if r["kind"] == "general")
+    assert res.metrics["kl_general_reply"] == 0.0 and res.metrics["ref_loglik_delta"] == 0.0
 
 
 @needs_data

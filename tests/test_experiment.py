@@ -98,9 +98,13 @@ def test_jobs_in_order_and_the_settings_are_refused_when_they_differ(tmp_path):
                    "report"]
     exp = open_experiment(tmp_path / "e", settings())
     exp.mark(exp.job("eval-base"), "done")
-    exp.mark(exp.job("train-forward-s0"), "running")
+    exp.mark(exp.job("train-forward-s0"), "running", seconds=5.0)
+    # the killed process last wrote its progress 60 s after the attempt started
+    (tmp_path / "e" / "progress.json").write_text(json.dumps({"job": "train-forward-s0", "started": 100.0,
+                                                               "updated": 160.0}))
     again = open_experiment(tmp_path / "e", settings())  # a killed process left a job running
     assert again.job("eval-base").state == "done" and again.job("train-forward-s0").state == "pending"
+    assert again.job("train-forward-s0").seconds == 65.0  # the killed attempt's time is not lost
     with pytest.raises(HmxError) as e:
         open_experiment(tmp_path / "e", settings(limit=5, overrides={"steps": 3}))
     msg = str(e.value)

@@ -87,6 +87,8 @@ def _run(ctx: EvalContext, items: list[GenItem]) -> AxisResult:
     config = replace(ctx.config, seed=ctx.seed)
     general = [it for it in items if it.meta["kind"] == "general"]
     reference = [it for it in items if it.meta["kind"] == "reference"]
+    if not _has_lora(ctx.model):  # a base model is its own base: every distance is exactly 0
+        return _zero(items, time.perf_counter() - start, config)
     records: list[dict] = []
     if general:
         questions = [Question(it.id, "custom", it.prompt) for it in general]
@@ -124,6 +126,31 @@ def _run(ctx: EvalContext, items: list[GenItem]) -> AxisResult:
     }
     settings = {**DRIFT.settings, "temperature": config.temperature, "max_new_tokens": config.max_new_tokens}
     return AxisResult("drift", metrics, records, time.perf_counter() - start, DRIFT.specs, settings)
+
+
+def _has_lora(model) -> bool:
+    return any(hasattr(m, "lora_a") for _, m in model.named_modules())
+
+
+def _zero(items: list[GenItem], seconds: float, config) -> AxisResult:
+    """The drift of a model without adapter: 0 on every item, nothing sampled or scored."""
+    records = []
+    for it in items:
+        if it.meta["kind"] == "general":
+            records.append({"id": it.id, "kind": "general", "prompt": it.prompt, "kl_reply": 0.0,
+                            "kl_reply_k1": 0.0})
+        else:
+            source = it.meta["source"]
+            records.append({"id": it.id, "kind": "reference", "source": source, "prompt": it.prompt,
+                            "reference": it.reference, "ref_delta": 0.0,
+                            **{f"ref_delta_{s}": (0.0 if s == source else None) for s in ("gsm8k", "truthfulqa")}})
+    n_gen = sum(r["kind"] == "general" for r in records)
+    metrics = {"kl_general_token": 0.0, "kl_general_reply": 0.0, "kl_general_reply_se": 0.0, "ref_loglik_delta": 0.0,
+               "ref_loglik_delta_gsm8k": 0.0, "ref_loglik_delta_truthfulqa": 0.0, "n_general": float(n_gen),
+               "n_reference": float(len(records) - n_gen)}
+    settings = {**DRIFT.settings, "temperature": config.temperature, "max_new_tokens": config.max_new_tokens,
+                "base_model": "no adapter: 0 by definition, nothing sampled"}
+    return AxisResult("drift", metrics, records, seconds, DRIFT.specs, settings)
 
 
 DRIFT_STREAM = 2_000_003  # seed stream of the drift axis's sampling (apart from training and held-out keys)

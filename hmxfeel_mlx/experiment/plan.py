@@ -158,10 +158,14 @@ def open_experiment(root: Path, settings: Settings) -> Experiment:
             raise HmxError(f"{root / 'plan.json'} does not list this experiment's jobs; it was edited or damaged. "
                            "Restore it or start a new experiment with another --out.")
         exp = Experiment(root, settings, jobs, stored.get("created", ""))
+        alive = _last_progress(root)
         for j in exp.jobs:
             if j.state == "running":  # the process running it was killed: resume it
                 j.state = "pending"
                 j.note = "interrupted; resumed" if j.kind in ("train", "eval") else None
+                if alive.get("job") == j.id and isinstance(alive.get("updated"), (int, float)) \
+                        and isinstance(alive.get("started"), (int, float)):
+                    j.seconds += max(0.0, alive["updated"] - alive["started"])  # the killed attempt's time
         exp.save_plan()
         return exp
     if root.exists() and any(p.name != ".lock" for p in root.iterdir()):
@@ -172,6 +176,15 @@ def open_experiment(root: Path, settings: Settings) -> Experiment:
     exp = Experiment(root, settings, build_jobs(settings), created)
     exp.save_plan()
     return exp
+
+
+def _last_progress(root: Path) -> dict:
+    """progress.json as the killed process last wrote it (its job, when it started, when it was last alive)."""
+    try:
+        data = json.loads((Path(root) / "progress.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def read_json(path: Path, what: str) -> dict:
