@@ -123,10 +123,14 @@ def rewrite_jsonl(path: Path, keep: Callable[[dict], bool]) -> None:
     write_bytes_atomic(path, b"".join((json.dumps(r, ensure_ascii=False) + "\n").encode() for r in rows))
 
 
-def read_json(path: Path, what: str) -> dict:
+def read_json(path: Path, what: str, fix: str = "Is this a run folder written by `hmx-mlx train`?") -> dict:
+    """A JSON object from ``path``; HmxError naming ``what``, the file and ``fix`` otherwise."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise HmxError(f"{what} not found: {path}. Is this a run folder written by `hmx-mlx train`?")
-    except json.JSONDecodeError as e:
-        raise HmxError(f"{what} {path} is not valid JSON ({e}).")
+        raise HmxError(f"{what} not found: {path}. {fix}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise HmxError(f"{what} {path} is not valid JSON ({e}). {fix}") from None
+    if not isinstance(data, dict):
+        raise HmxError(f"{what} {path} is not a JSON object. {fix}")
+    return data

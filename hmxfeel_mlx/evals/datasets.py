@@ -25,7 +25,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..errors import HmxError
-from .tables import FORMATS, is_parquet, read_parquet, read_rows
+from .tables import FORMATS, is_parquet, jsonl_rows, read_parquet, read_rows
 
 _BBQ = ["Age", "Disability_status", "Nationality", "Physical_appearance", "Religion", "Sexual_orientation"]
 # benchmark -> its folder under the data dir, the files a loader reads there, their layout (for error messages)
@@ -124,17 +124,7 @@ def _jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     if path.suffix == ".parquet" or is_parquet(path):  # Hub rows: one dict per parquet row
         yield from enumerate(read_parquet(path), 1)
         return
-    with path.open(encoding="utf-8-sig") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise _bad(path, f"line {n}", f"expected one JSON object per line ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise _bad(path, f"line {n}", "expected a JSON object")
-            yield n, row
+    yield from jsonl_rows(path)
 
 
 def _json(path: Path) -> Any:

@@ -18,7 +18,7 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..errors import HmxError
 
@@ -92,6 +92,22 @@ def _bad(path: Path, where: str, what: str) -> HmxError:
     return HmxError(f"{path}, {where}: {what}. Fix the file or download it again (hmx-mlx data pull).")
 
 
+def jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, row) of a JSON-lines file, blank lines skipped; a line that is not one JSON
+    object is a malformed row naming the file and the line."""
+    with Path(path).open(encoding="utf-8-sig") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise _bad(path, f"line {n}", f"expected one JSON object per line ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise _bad(path, f"line {n}", "expected a JSON object")
+            yield n, row
+
+
 def read_rows(path: Path | str, fmt: TableFormat | None = None) -> list[dict]:
     """Every row of ``path`` as a dict (see the module docstring for each format)."""
     path = Path(path)
@@ -99,19 +115,7 @@ def read_rows(path: Path | str, fmt: TableFormat | None = None) -> list[dict]:
     if fmt.kind == "parquet":
         return read_parquet(path)
     if fmt.kind == "jsonl":
-        rows = []
-        with path.open(encoding="utf-8-sig") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise _bad(path, f"line {n}", f"expected one JSON object per line ({e.msg})") from None
-                if not isinstance(row, dict):
-                    raise _bad(path, f"line {n}", "expected a JSON object")
-                rows.append(row)
-        return rows
+        return [row for _, row in jsonl_rows(path)]
     if fmt.kind == "json":
         try:
             data: Any = json.loads(path.read_text(encoding="utf-8-sig"))

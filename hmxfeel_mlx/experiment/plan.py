@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HmxError
+from .. import runfolder
 from ..runfolder import write_json_atomic
 
 EXPERIMENT_SCHEMA = "hmxfeel_mlx.experiment/1"
@@ -188,15 +189,7 @@ def _last_progress(root: Path) -> dict:
 
 
 def read_json(path: Path, what: str) -> dict:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise HmxError(f"{what} not found: {path}.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise HmxError(f"{what} {path} is not valid JSON ({e}); restore it or start a new experiment.") from None
-    if not isinstance(data, dict):
-        raise HmxError(f"{what} {path} is not a JSON object; restore it or start a new experiment.")
-    return data
+    return runfolder.read_json(path, what, "Restore it, or start a new experiment with another --out.")
 
 
 def is_experiment(path: str | Path) -> bool:

@@ -113,14 +113,18 @@ def replicate(settings: Settings, root: str | Path, data_dir: str | Path | None 
             if job.state == "done":
                 continue
             started = time.time()
-            exp.mark(job, "running", started=job.started or started, attempts=job.attempts + 1, error=None)
-            progress.start(job)
-            if on_event:
-                on_event(exp, job, "start")
-            try:
+            try:  # a signal may arrive anywhere in here: the plan always ends consistent
+                exp.mark(job, "running", started=job.started or started, attempts=job.attempts + 1, error=None)
+                progress.start(job)
+                if on_event:
+                    on_event(exp, job, "start")
                 note = run_job(exp, job, progress, data_dir, batch_size, on_step)
+                resumed = "resumed after an interruption" if job.attempts > 1 else None
+                exp.mark(job, "done", finished=time.time(), seconds=job.seconds + time.time() - started,
+                         note=note or resumed)
             except KeyboardInterrupt:
-                exp.mark(job, "pending", seconds=job.seconds + time.time() - started, note="interrupted")
+                if job.state != "done":
+                    exp.mark(job, "pending", seconds=job.seconds + time.time() - started, note="interrupted")
                 progress.finish()
                 if on_event:
                     on_event(exp, job, "interrupted")
@@ -132,9 +136,6 @@ def replicate(settings: Settings, root: str | Path, data_dir: str | Path | None 
                 if on_event:
                     on_event(exp, job, "failed")
                 raise HmxError(f"{job.id} failed: {e}") from None
-            resumed = "resumed after an interruption" if job.attempts > 1 else None
-            exp.mark(job, "done", finished=time.time(), seconds=job.seconds + time.time() - started,
-                     note=note or resumed)
             progress.finish()
             if on_event:
                 on_event(exp, job, "done")
