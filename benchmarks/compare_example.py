@@ -22,7 +22,6 @@ item effect shared by the three models plus noise, shifted to the table's mean. 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from hmxfeel_mlx.evals import axes_gen
-from hmxfeel_mlx.evals import metrics as M
 from hmxfeel_mlx.evals.axes import GEN_TOKENS, EvalContext, user_prompt
 from hmxfeel_mlx.evals.axes_gen import EQBENCH, EQBENCH_TEMPERATURES, PUSHBACK, PUSHBACK_AXIS
 from hmxfeel_mlx.evals.datasets import GenItem, MCItem

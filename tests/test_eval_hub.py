@@ -121,7 +121,7 @@ def test_tables_read_every_format_into_row_dicts(tmp_path):
     assert read_rows(keyed) == [{"key": "1", "prompt": "p"}, {"key": "2", "prompt": "q"}]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"a": 1}\nnot json\n')
-    with pytest.raises(HmxError, match=r"bad.jsonl, line 2: expected one JSON object per line"):
+    with pytest.raises(HmxError, match=r"bad.jsonl, line 2: malformed row: expected one JSON object per line"):
         read_rows(bad)
     with pytest.raises(HmxError, match="not a readable parquet file"):
         read_rows(tmp_path / "bad.jsonl", TableFormat("parquet"))

@@ -15,7 +15,6 @@ import pytest
 from click.testing import CliRunner
 
 from hmxfeel_mlx.errors import HmxError
-from hmxfeel_mlx.evals import datasets as D
 from hmxfeel_mlx.evals import metrics as M
 from hmxfeel_mlx.evals.axes import EvalContext
 from hmxfeel_mlx.evals.commands import compare_command, eval_command

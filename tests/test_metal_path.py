@@ -28,7 +28,7 @@ import hmxfeel_mlx.trainer as trainer
 from hmxfeel_mlx import cpu_kernels
 from hmxfeel_mlx.backend import PATH_ENV, backend_path, cpu_speedups
 from hmxfeel_mlx.calibration import CALIBRATION_FILE
-from hmxfeel_mlx.chat import render_prompt, reply_text, strip_thinking
+from hmxfeel_mlx.chat import render_prompt, strip_thinking
 from hmxfeel_mlx.generation import Generation, generate_batch
 from hmxfeel_mlx.judge import JudgeVerdict, score_replies
 from hmxfeel_mlx.loading import load_model

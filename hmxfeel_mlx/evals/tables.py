@@ -89,7 +89,7 @@ def read_parquet(path: Path | str) -> list[dict]:
 
 
 def _bad(path: Path, where: str, what: str) -> HmxError:
-    return HmxError(f"{path}, {where}: {what}. Fix the file or download it again (hmx-mlx data pull).")
+    return HmxError(f"{path}, {where}: malformed row: {what}. Fix the file or download it again (hmx-mlx data pull).")
 
 
 def jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:

@@ -16,7 +16,6 @@ error. The functions below derive what the page shows without touching files.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 

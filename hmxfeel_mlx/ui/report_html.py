@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import fields
 from pathlib import Path
 
 from ..evals.compare import HEADERS, headline_lines, table_cells
