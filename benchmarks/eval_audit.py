@@ -15,7 +15,7 @@ exits with status 1 when any option fails.
 from __future__ import annotations
 
 if __name__ == "__main__":  # OpenBLAS must be preloaded before anything imports mlx
-    from hmxfeel_mlx.backend import reexec_with_openblas
+    from hmxfeel_mlx.models.backend import reexec_with_openblas
 
     reexec_with_openblas()
 
@@ -41,10 +41,10 @@ def main(argv: list[str] | None = None) -> dict:
     from rich.console import Console
     from rich.table import Table
 
-    from hmxfeel_mlx.backend import describe_cpu_mode
     from hmxfeel_mlx.evals.audit import TOLERANCE, run_audit, summary
     from hmxfeel_mlx.evals.runner import _versions, resolve_data_dir
-    from hmxfeel_mlx.loading import load_model
+    from hmxfeel_mlx.models.backend import describe_cpu_mode
+    from hmxfeel_mlx.models.loading import load_model
 
     console = Console()
     loaded = load_model(args.model)

@@ -14,7 +14,7 @@ reply, judged). The evaluation JSON itself is kept next to the result
 from __future__ import annotations
 
 if __name__ == "__main__":  # OpenBLAS must be preloaded before anything imports mlx
-    from hmxfeel_mlx.backend import reexec_with_openblas
+    from hmxfeel_mlx.models.backend import reexec_with_openblas
 
     reexec_with_openblas()
 
@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> dict:
     from rich.console import Console
     from rich.table import Table
 
-    from hmxfeel_mlx.backend import describe_cpu_mode
     from hmxfeel_mlx.evals.runner import evaluate
+    from hmxfeel_mlx.models.backend import describe_cpu_mode
 
     out = Path(args.out)
     rows: list[dict] = []

@@ -1,4 +1,4 @@
-"""Forward speed with MLX's own attention/SwiGLU against ``hmxfeel_mlx.cpu_kernels``.
+"""Forward speed with MLX's own attention/SwiGLU against ``hmxfeel_mlx.models.cpu_kernels``.
 
 Times, on the embedded model (fp32, CPU backend), a prefill of ``--rows`` random
 prompts of about ``--prompt-len`` tokens and the median of ``--steps`` decoding
@@ -14,7 +14,7 @@ give the same logits.
 from __future__ import annotations
 
 if __name__ == "__main__":  # OpenBLAS must be preloaded before anything imports mlx
-    from hmxfeel_mlx.backend import reexec_with_openblas
+    from hmxfeel_mlx.models.backend import reexec_with_openblas
 
     reexec_with_openblas()
 
@@ -29,8 +29,8 @@ from pathlib import Path
 def measure(model, prompts: list[list[int]], steps: int) -> dict:
     import mlx.core as mx
 
-    from hmxfeel_mlx.cpu_kernels import inference
-    from hmxfeel_mlx.generation import prefill
+    from hmxfeel_mlx.models.cpu_kernels import inference
+    from hmxfeel_mlx.models.generation import prefill
 
     start = time.perf_counter()
     logits, cache = prefill(model, prompts, joinable=True)
@@ -61,9 +61,9 @@ def main(argv: list[str] | None = None) -> dict:
     import numpy as np
     from mlx_lm.models import activations, base
 
-    from hmxfeel_mlx import cpu_kernels
-    from hmxfeel_mlx.backend import describe_cpu_mode
-    from hmxfeel_mlx.loading import load_model
+    from hmxfeel_mlx.models import cpu_kernels
+    from hmxfeel_mlx.models.backend import describe_cpu_mode
+    from hmxfeel_mlx.models.loading import load_model
 
     loaded = load_model(args.model)
     module = sys.modules[type(loaded.model).__module__]

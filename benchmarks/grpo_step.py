@@ -28,7 +28,7 @@ Output: a table on stdout and a JSON file (``--out``).
 from __future__ import annotations
 
 if __name__ == "__main__":  # OpenBLAS must be preloaded before anything imports mlx
-    from hmxfeel_mlx.backend import reexec_with_openblas
+    from hmxfeel_mlx.models.backend import reexec_with_openblas
 
     reexec_with_openblas()
 
@@ -123,13 +123,13 @@ def run_ours(args, loaded, cfg, question) -> tuple[list[dict], dict]:
     import numpy as np
     from mlx.utils import tree_flatten
 
-    from hmxfeel_mlx import grpo
     from hmxfeel_mlx.errors import HmxError
-    from hmxfeel_mlx.generation import generate_batch
-    from hmxfeel_mlx.judge import check_completion_scoring
-    from hmxfeel_mlx.prompts import load_judge_template
-    from hmxfeel_mlx.rollout import Rollout, encode_question, judge_rollout
-    from hmxfeel_mlx.trainer import attach_lora, build_value_and_grad, grpo_update, pad_id, step_key
+    from hmxfeel_mlx.models.generation import generate_batch
+    from hmxfeel_mlx.training import grpo
+    from hmxfeel_mlx.training.judge import check_completion_scoring
+    from hmxfeel_mlx.training.prompts import load_judge_template
+    from hmxfeel_mlx.training.rollout import Rollout, encode_question, judge_rollout
+    from hmxfeel_mlx.training.trainer import attach_lora, build_value_and_grad, grpo_update, pad_id, step_key
 
     model, tok = loaded.model, loaded.tokenizer
     adapter_config = attach_lora(model, cfg)
@@ -198,7 +198,7 @@ def run_ours(args, loaded, cfg, question) -> tuple[list[dict], dict]:
 
 
 def run_peer(args, cfg, model_dir: Path, prompt: list[int], prompt_text: str, work: Path, log_path: Path) -> dict:
-    from hmxfeel_mlx.backend import openblas_library
+    from hmxfeel_mlx.models.backend import openblas_library
 
     spec = {
         "model_dir": str(model_dir), "prompt_ids": prompt, "prompt_text": prompt_text,
@@ -271,11 +271,11 @@ def table(result: dict) -> str:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    from hmxfeel_mlx.backend import active_blas, device_name
-    from hmxfeel_mlx.config import resolve_config
-    from hmxfeel_mlx.loading import load_model
-    from hmxfeel_mlx.prompts import load_questions
-    from hmxfeel_mlx.rollout import encode_question
+    from hmxfeel_mlx.models.backend import active_blas, device_name
+    from hmxfeel_mlx.models.loading import load_model
+    from hmxfeel_mlx.training.config import resolve_config
+    from hmxfeel_mlx.training.prompts import load_questions
+    from hmxfeel_mlx.training.rollout import encode_question
 
     cfg = resolve_config(overrides=dict(
         model=args.model, group_size=args.group_size, prompts_per_step=1, max_new_tokens=args.tokens,

@@ -67,7 +67,7 @@ def cli():
 def _load_target(target: str, checkpoint: str | None, adapter: str | None):
     """The model of TARGET (a model, or a run folder's checkpoint), with ``adapter`` when given."""
     from .errors import HmxError
-    from .loading import load_model
+    from .models.loading import load_model
     from .targets import resolve_target
 
     t = resolve_target(target, checkpoint)
@@ -88,7 +88,7 @@ def _load_target(target: str, checkpoint: str | None, adapter: str | None):
 @adapter_option
 def generate(target, prompt, max_new_tokens, temperature, seed, system, checkpoint, adapter):
     """Answer one prompt with MODEL or a RUN's checkpoint, streaming the reply."""
-    from .chat import stream_reply
+    from .models.chat import stream_reply
 
     _, loaded = _load_target(target, checkpoint, adapter)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
@@ -106,7 +106,7 @@ def generate(target, prompt, max_new_tokens, temperature, seed, system, checkpoi
 @adapter_option
 def chat(target, max_new_tokens, temperature, system, checkpoint, adapter):
     """Multi-turn chat with MODEL or a RUN's checkpoint (/reset clears the history, /exit or Ctrl-D quits)."""
-    from .chat import chat_loop
+    from .models.chat import chat_loop
 
     t, loaded = _load_target(target, checkpoint, adapter)
     name = t.label if t.run is not None else loaded.name
@@ -118,7 +118,7 @@ def chat(target, max_new_tokens, temperature, system, checkpoint, adapter):
 @format_option
 def models(fmt):
     """List model aliases and whether each is available offline."""
-    from .registry import cache_dir, cached_status
+    from .models.registry import cache_dir, cached_status
 
     rows = [{"alias": r["alias"], "available offline": "yes" if r["available"] else "no", "source": r["source"],
              "description": r["description"], "location": r["location"]} for r in cached_status()]
@@ -179,16 +179,17 @@ def train(model, direction, seed, steps, run_dir, config_file, resume, group_siz
           max_new_tokens, temperature, learning_rate, beta, judge_mode, eval_every, settings, print_config, plain):
     """Self-rewarded rubric GRPO: train MODEL to express (forward) or deny (reverse) feelings.
 
-    Every default is documented in `hmxfeel_mlx/config.py`; `--set key=value` sets any of them.
+    Every default is documented in `hmxfeel_mlx/training/config.py`; `--set key=value` sets any of them.
     """
     import json
     from pathlib import Path
 
-    from .config import resolve_config
     from .errors import HmxError
     from .locks import check_unlocked
-    from .progress import format_summary
-    from .trainer import check_questions, load_templates, resume_config, train as run_training
+    from .training.config import resolve_config
+    from .training.progress import format_summary
+    from .training.trainer import check_questions, load_templates, resume_config
+    from .training.trainer import train as run_training
 
     flags = dict(direction=direction, seed=seed, steps=steps, group_size=group_size, prompts_per_step=prompts_per_step,
                  max_new_tokens=max_new_tokens, temperature=temperature, learning_rate=learning_rate, beta=beta,
@@ -239,14 +240,14 @@ def _train_display(config, run, plain: bool):
     """The live dashboard in a terminal; one plain line per step otherwise or with --plain."""
     from rich.console import Console
 
-    from .progress import StepPrinter
+    from .training.progress import StepPrinter
 
     console = Console(file=sys.stdout)
     if plain or not console.is_terminal or console.is_dumb_terminal:
         return StepPrinter(config)
     from dataclasses import asdict
 
-    from .backend import device_name
+    from .models.backend import device_name
     from .ui.dashboard import TrainDashboard
 
     return TrainDashboard(asdict(config), run, device=device_name(), console=console)
@@ -257,7 +258,7 @@ def _parse_settings(settings) -> dict:
     wherever the key holds a string (``--set system_prompt=true`` is the text "true")."""
     import json
 
-    from .config import config_fields
+    from .training.config import config_fields
 
     fields = config_fields()
     out = {}
@@ -294,11 +295,11 @@ def judge_check(model, modes, template, direction, calibration, fmt):
     judge's raw score to the rubric's scale (machine-like 0, neutral 5, human-like 10) with its fit."""
     from pathlib import Path
 
-    from .calibration import judge_check as run_check
-    from .config import model_preset
-    from .heldout import load_template
-    from .loading import load_model
-    from .prompts import load_calibration
+    from .models.loading import load_model
+    from .training.calibration import judge_check as run_check
+    from .training.config import model_preset
+    from .training.heldout import load_template
+    from .training.prompts import load_calibration
 
     variant = template if template is not None else model_preset(model).get("judge_template", "")
     tmpl = load_template(direction, variant)
@@ -334,7 +335,7 @@ def heldout(target, checkpoint, samples, seed, out, calibration):
     judged by the frozen base model with the forward rubric, raw and calibrated (the run's judge
     calibration, or one fitted now for a model), with mean ± standard error, and the KL to the
     base at the sampling temperature. Progress goes to stderr."""
-    from .progress import ProgressLine
+    from .training.progress import ProgressLine
 
     progress = ProgressLine()
     try:
@@ -358,13 +359,14 @@ def _heldout(target, checkpoint, samples, seed, calibration, progress) -> dict:
     from dataclasses import replace
     from pathlib import Path
 
-    from .calibration import CALIBRATION_FILE, judge_check as run_check, load_calibration_result
-    from .config import resolve_config
-    from .judge import judge_work, lora_disabled
-    from .loading import load_model
-    from .prompts import load_calibration
+    from .models.loading import load_model
     from .targets import resolve_target
-    from .trainer import check_questions, evaluate_heldout, load_templates
+    from .training.calibration import CALIBRATION_FILE, load_calibration_result
+    from .training.calibration import judge_check as run_check
+    from .training.config import resolve_config
+    from .training.judge import judge_work, lora_disabled
+    from .training.prompts import load_calibration
+    from .training.trainer import check_questions, evaluate_heldout, load_templates
 
     t = resolve_target(target, checkpoint)
     if t.config:
@@ -378,7 +380,7 @@ def _heldout(target, checkpoint, samples, seed, calibration, progress) -> dict:
     progress.stage("loading the model")
     loaded = load_model(t.model, adapter=t.adapter)
     if t.adapter is None:
-        from .trainer import attach_lora
+        from .training.trainer import attach_lora
 
         attach_lora(loaded.model, config)  # zero-initialised LoRA: the base model, judged the same way
     stored = t.run / CALIBRATION_FILE if t.run is not None else None
@@ -474,7 +476,7 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     args = sys.argv[1:] if argv is None else argv
     if any(a in MLX_COMMANDS for a in args) and not any(a in ("-h", "--help") for a in args):
-        from .backend import reexec_with_openblas
+        from .models.backend import reexec_with_openblas
 
         reexec_with_openblas()
     cli.main(args=args, prog_name="hmx-mlx")

@@ -7,7 +7,7 @@ import platform
 import sys
 from dataclasses import dataclass
 
-from . import backend, registry
+from .models import backend, registry
 
 MIN_GOOD_GFLOPS = 50.0
 

@@ -198,7 +198,7 @@ def private_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def embedded():
     """The real SmolLM2-135M-Instruct from the embedded wheel, loaded once."""
-    from hmxfeel_mlx.loading import load_model
+    from hmxfeel_mlx.models.loading import load_model
 
     return load_model("smollm2-135m")
 
@@ -207,7 +207,7 @@ def embedded():
 def host_kernels(request, monkeypatch):
     """Inference with the host softmax/SwiGLU of ``cpu_kernels`` off, or forced on at every
     size; forced on, the test also fails unless both host paths actually ran."""
-    from hmxfeel_mlx import cpu_kernels
+    from hmxfeel_mlx.models import cpu_kernels
 
     on = request.param == "host kernels"
     monkeypatch.setattr(cpu_kernels, "HOST_MIN_ELEMENTS", 0 if on else 1 << 62)

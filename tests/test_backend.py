@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from hmxfeel_mlx import backend, doctor
+from hmxfeel_mlx import doctor
+from hmxfeel_mlx.models import backend
 
 
 def test_reexec_sets_preload_once(monkeypatch, tmp_path):

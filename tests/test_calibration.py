@@ -12,9 +12,19 @@ import math
 import numpy as np
 import pytest
 
-from hmxfeel_mlx.calibration import (CalibrationResult, JudgeScale, average_ranks, fit_logistic, load_calibration_result,
-                                     logistic_loss, roc_auc, save_calibration, scale_fit, spearman)
 from hmxfeel_mlx.errors import HmxError
+from hmxfeel_mlx.training.calibration import (
+    CalibrationResult,
+    JudgeScale,
+    average_ranks,
+    fit_logistic,
+    load_calibration_result,
+    logistic_loss,
+    roc_auc,
+    save_calibration,
+    scale_fit,
+    spearman,
+)
 
 # --------------------------------------------------------------------------- average_ranks
 

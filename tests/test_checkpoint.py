@@ -15,10 +15,10 @@ from mlx.utils import tree_flatten
 from mlx_lm.models import llama
 from mlx_lm.tuner.utils import linear_to_lora_layers
 
-import hmxfeel_mlx.checkpoint as checkpoint
-from hmxfeel_mlx.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+import hmxfeel_mlx.training.checkpoint as checkpoint
 from hmxfeel_mlx.errors import HmxError
 from hmxfeel_mlx.runfolder import RunPaths
+from hmxfeel_mlx.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 
 MODEL_CONFIG = {
     "model_type": "llama",

@@ -144,7 +144,7 @@ def test_a_value_given_by_a_flag_and_by_set_is_refused_naming_both():
 
 def fake_run(folder) -> str:
     """A run folder as far as resuming needs: its config.json."""
-    from hmxfeel_mlx.config import resolve_config
+    from hmxfeel_mlx.training.config import resolve_config
 
     folder.mkdir(parents=True)
     resolve_config(overrides={"steps": 4}).save(folder / "config.json")
@@ -170,13 +170,13 @@ def test_resume_refuses_a_config_file_a_run_dir_and_any_setting_but_steps(tmp_pa
 def test_a_second_train_on_a_run_being_written_is_refused_naming_the_holder(tmp_path):
     from hmxfeel_mlx.errors import HmxError
     from hmxfeel_mlx.locks import folder_lock
-    from hmxfeel_mlx.trainer import train as run_training
+    from hmxfeel_mlx.training.trainer import train as run_training
 
     run_dir = fake_run(tmp_path / "run")
     with folder_lock(run_dir):  # what the first `train` holds for its whole run
         line = one_line_error(run("train", "--resume", run_dir, "--plain"))
         assert f"{run_dir} is being run by pid {os.getpid()}" in line and "hmx-mlx watch" in line
-        from hmxfeel_mlx.config import resolve_config
+        from hmxfeel_mlx.training.config import resolve_config
 
         with pytest.raises(HmxError, match="is being run by pid"):  # the library refuses it too, before any work
             run_training(resolve_config(overrides={"steps": 4}), Path(run_dir), resume=True)
@@ -235,7 +235,7 @@ def test_eval_axes_are_case_folded():
 
 
 def test_models_and_doctor_tables_are_not_cut_when_piped():
-    from hmxfeel_mlx.registry import load_aliases
+    from hmxfeel_mlx.models.registry import load_aliases
 
     table = run("models")
     assert table.exit_code == 0 and "…" not in table.output

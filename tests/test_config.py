@@ -10,9 +10,9 @@ from dataclasses import fields
 import click
 import pytest
 
-import hmxfeel_mlx.registry as registry
-from hmxfeel_mlx.config import TrainConfig, model_preset, read_config_file, resolve_config
+import hmxfeel_mlx.models.registry as registry
 from hmxfeel_mlx.errors import HmxError
+from hmxfeel_mlx.training.config import TrainConfig, model_preset, read_config_file, resolve_config
 
 PRESET = {"group_size": 4, "lora_rank": 2, "steps": 7, "learning_rate": 3e-4}
 

@@ -7,9 +7,9 @@ import mlx.nn as nn
 import numpy as np
 import pytest
 
-from hmxfeel_mlx import cpu_kernels
-from hmxfeel_mlx.cpu_kernels import fast_sdpa, fast_softmax, fast_swiglu, inference, install
-from hmxfeel_mlx.loading import load_model
+from hmxfeel_mlx.models import cpu_kernels
+from hmxfeel_mlx.models.cpu_kernels import fast_sdpa, fast_softmax, fast_swiglu, inference, install
+from hmxfeel_mlx.models.loading import load_model
 
 
 def _close(a, b, tol=1e-5):

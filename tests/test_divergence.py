@@ -10,16 +10,16 @@ import math
 import mlx.core as mx
 import numpy as np
 import pytest
+from conftest import build_tiny_model
 from mlx.utils import tree_flatten
 
-from conftest import build_tiny_model
-from hmxfeel_mlx.completions import completion_logprobs, make_completion_batch
-from hmxfeel_mlx.config import resolve_config
-from hmxfeel_mlx.divergence import kl_terms, kl_to_base, summarize_kl
-from hmxfeel_mlx.generation import generate_batch
-from hmxfeel_mlx.judge import lora_disabled
-from hmxfeel_mlx.loading import load_model
-from hmxfeel_mlx.trainer import attach_lora
+from hmxfeel_mlx.models.completions import completion_logprobs, make_completion_batch
+from hmxfeel_mlx.models.generation import generate_batch
+from hmxfeel_mlx.models.loading import load_model
+from hmxfeel_mlx.training.config import resolve_config
+from hmxfeel_mlx.training.divergence import kl_terms, kl_to_base, summarize_kl
+from hmxfeel_mlx.training.judge import lora_disabled
+from hmxfeel_mlx.training.trainer import attach_lora
 
 N_REPLIES = 2000
 NEW_TOKENS = 2

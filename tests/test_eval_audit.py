@@ -8,16 +8,14 @@ from __future__ import annotations
 import sys
 
 import pytest
-
-from hmxfeel_mlx.evals.audit import (AUDIT_AXES, TOLERANCE, audit_records, chat_rows, plain_mlx_lm, run_audit,
-                                     summary)
-
 from conftest import BENCH_DATA, needs_data
+
+from hmxfeel_mlx.evals.audit import AUDIT_AXES, TOLERANCE, audit_records, chat_rows, plain_mlx_lm, run_audit, summary
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
-    from hmxfeel_mlx.loading import load_model
+    from hmxfeel_mlx.models.loading import load_model
 
     return load_model(str(tiny_model_dir))
 

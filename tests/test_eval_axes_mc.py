@@ -7,18 +7,17 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import BENCH_DATA, needs_data
 
 from hmxfeel_mlx.evals import scoring
 from hmxfeel_mlx.evals.axes import EvalContext, mc_context
 from hmxfeel_mlx.evals.protocols import prompt_text
 from hmxfeel_mlx.evals.runner import AXES
 
-from conftest import BENCH_DATA, needs_data
-
 
 @pytest.fixture(scope="module")
 def ctx(tiny_model_dir):
-    from hmxfeel_mlx.loading import load_model
+    from hmxfeel_mlx.models.loading import load_model
 
     loaded = load_model(str(tiny_model_dir))
     return EvalContext(None, loaded.tokenizer, loaded)

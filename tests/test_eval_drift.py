@@ -7,18 +7,17 @@ import math
 
 import mlx.core as mx
 import numpy as np
-from mlx.utils import tree_flatten
 import pytest
+from conftest import BENCH_DATA, needs_data
+from mlx.utils import tree_flatten
 
 from hmxfeel_mlx.evals.axes import EvalContext
-
-from conftest import BENCH_DATA, needs_data
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
-    from hmxfeel_mlx.config import resolve_config
-    from hmxfeel_mlx.loading import load_model
+    from hmxfeel_mlx.models.loading import load_model
+    from hmxfeel_mlx.training.config import resolve_config
 
     loaded = load_model(str(tiny_model_dir))
     config = resolve_config(overrides=dict(model=str(tiny_model_dir), max_new_tokens=6, temperature=0.7))
@@ -63,8 +62,8 @@ def test_a_base_model_has_zero_drift(tiny):
 @needs_data
 def test_an_untrained_adapter_measures_exactly_zero_when_computed(tiny_model_dir, tiny):
     """A freshly attached LoRA (lora_b = 0) goes through the whole computation and is its base."""
-    from hmxfeel_mlx.loading import load_model
-    from hmxfeel_mlx.trainer import attach_lora
+    from hmxfeel_mlx.models.loading import load_model
+    from hmxfeel_mlx.training.trainer import attach_lora
 
     loaded = load_model(str(tiny_model_dir))
     _, config = tiny
@@ -77,8 +76,8 @@ def test_an_untrained_adapter_measures_exactly_zero_when_computed(tiny_model_dir
 
 @needs_data
 def test_a_moved_lora_drifts_and_every_metric_is_its_records_mean(tiny, tiny_model_dir):
-    from hmxfeel_mlx.loading import load_model
-    from hmxfeel_mlx.trainer import attach_lora
+    from hmxfeel_mlx.models.loading import load_model
+    from hmxfeel_mlx.training.trainer import attach_lora
 
     loaded = load_model(str(tiny_model_dir))
     _, config = tiny
@@ -103,9 +102,9 @@ def test_a_moved_lora_drifts_and_every_metric_is_its_records_mean(tiny, tiny_mod
 
 
 def test_kl_rows_keep_the_replies_order_and_an_empty_reply_adds_zero(tiny, tiny_model_dir):
-    from hmxfeel_mlx.divergence import kl_rows, kl_to_base
-    from hmxfeel_mlx.loading import load_model
-    from hmxfeel_mlx.trainer import attach_lora
+    from hmxfeel_mlx.models.loading import load_model
+    from hmxfeel_mlx.training.divergence import kl_rows, kl_to_base
+    from hmxfeel_mlx.training.trainer import attach_lora
 
     loaded = load_model(str(tiny_model_dir))
     _, config = tiny

@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 import pytest
+from conftest import BENCH_DATA, needs_data
+from test_eval_scoring import REWRITING, hand_logprob
 
 from hmxfeel_mlx.evals import axes_gen
 from hmxfeel_mlx.evals.axes import GEN_TOKENS, EvalContext, user_prompt
@@ -15,13 +17,10 @@ from hmxfeel_mlx.evals.axes_gen import EQBENCH, EQBENCH_TEMPERATURES, PUSHBACK, 
 from hmxfeel_mlx.evals.datasets import GenItem, MCItem
 from hmxfeel_mlx.evals.scoring import encode_pair
 
-from conftest import BENCH_DATA, needs_data
-from test_eval_scoring import REWRITING, hand_logprob
-
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
-    from hmxfeel_mlx.loading import load_model
+    from hmxfeel_mlx.models.loading import load_model
 
     loaded = load_model(str(tiny_model_dir))
     return EvalContext(loaded.model, loaded.tokenizer, loaded, score_rows=6)

@@ -13,14 +13,14 @@ import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import BENCH_DATA as SHARED_DATA
+from conftest import needs_data
 
 from hmxfeel_mlx.errors import HmxError
 from hmxfeel_mlx.evals import metrics as M
 from hmxfeel_mlx.evals.axes import EvalContext
 from hmxfeel_mlx.evals.commands import compare_command, eval_command
 from hmxfeel_mlx.evals.runner import AXES, evaluate, parse_axes, prepare
-
-from conftest import BENCH_DATA as SHARED_DATA, needs_data
 
 # what every record of an axis carries: the prompt, the model's output or option scores, the answer, correctness
 FIELDS = {
@@ -51,7 +51,7 @@ def all_axes(tiny_model_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_ctx(tiny_model_dir):
-    from hmxfeel_mlx.loading import load_model
+    from hmxfeel_mlx.models.loading import load_model
 
     loaded = load_model(str(tiny_model_dir))
     return EvalContext(loaded.model, loaded.tokenizer, loaded)
@@ -289,8 +289,8 @@ def test_malformed_or_missing_data_names_the_file(tiny_model_dir, tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_run(tiny_model_dir, tmp_path_factory):
-    from hmxfeel_mlx.config import resolve_config
-    from hmxfeel_mlx.trainer import train
+    from hmxfeel_mlx.training.config import resolve_config
+    from hmxfeel_mlx.training.trainer import train
 
     cfg = resolve_config(overrides=dict(model=str(tiny_model_dir), steps=1, eval_every=1, group_size=2,
                                         prompts_per_step=1, max_new_tokens=4, judge_mode="logprob",
@@ -345,7 +345,7 @@ def test_loop_stop_cuts_a_reply_at_the_first_repeating_tail(tiny_ctx):
     """With ``loop_stop`` a reply ends at the first token where ``repetition_loop`` holds and
     says so (``loop``); without it the same greedy reply runs on; others are unchanged."""
     from hmxfeel_mlx.evals.axes import generate_replies, user_prompt
-    from hmxfeel_mlx.generation import generate_batch, repetition_loop
+    from hmxfeel_mlx.models.generation import generate_batch, repetition_loop
 
     tok = tiny_ctx.tokenizer
     prompts = [user_prompt(tok, q) for q in ("How do you feel?", "Name a colour.", "2 + 2 = ?", "Why is the sky blue?")]

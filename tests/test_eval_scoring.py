@@ -5,16 +5,15 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 import pytest
-
-from hmxfeel_mlx.chat import render_prompt
-from hmxfeel_mlx.evals.scoring import encode_pair, join_continuation, option_logprobs
-
 from conftest import CHATML
+
+from hmxfeel_mlx.evals.scoring import encode_pair, join_continuation, option_logprobs
+from hmxfeel_mlx.models.chat import render_prompt
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
-    from hmxfeel_mlx.loading import load_model
+    from hmxfeel_mlx.models.loading import load_model
 
     return load_model(str(tiny_model_dir))
 

@@ -7,11 +7,17 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from hmxfeel_mlx.generation import (
-    forward_hidden, generate_batch, left_pad, output_logits, prefill, repetition_loop, sample_tokens,
+from hmxfeel_mlx.models.generation import (
+    forward_hidden,
+    generate_batch,
+    left_pad,
+    output_logits,
+    prefill,
+    repetition_loop,
+    sample_tokens,
     shared_prefix_len,
 )
-from hmxfeel_mlx.loading import load_model
+from hmxfeel_mlx.models.loading import load_model
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +156,7 @@ def test_repetition_loop_needs_enough_repeats_of_one_block():
 
 
 def test_models_without_joinable_caches_decode_in_chunks(tiny, monkeypatch):
-    import hmxfeel_mlx.generation as G
+    import hmxfeel_mlx.models.generation as G
 
     alone = _alone(tiny, PROMPTS7, 8, {9999})
     monkeypatch.setattr(G, "joinable_caches", lambda caches: False)
@@ -163,7 +169,7 @@ def test_models_without_joinable_caches_decode_in_chunks(tiny, monkeypatch):
 def test_chunked_prefill_matches_one_pass(tiny, monkeypatch, min_shared, joinable, host_kernels):
     """Prefill in column chunks of 2 (padded suffixes span several chunks) gives the same
     logits and the same next decoding step as one pass."""
-    import hmxfeel_mlx.generation as G
+    import hmxfeel_mlx.models.generation as G
 
     prompts = [[5, 6, 7, 8, 9, 10, 11], [5, 6, 7, 8, 12], [5, 6, 7, 8, 9, 13, 14, 15, 16, 17, 18]]
     whole, c1 = prefill(tiny.model, prompts, min_shared=min_shared, joinable=joinable)

@@ -8,10 +8,10 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 import pytest
-
 from conftest import CHATML, build_tiny_model
+
 from hmxfeel_mlx.errors import HmxError
-from hmxfeel_mlx.gguf_import import import_gguf
+from hmxfeel_mlx.models.gguf_import import import_gguf
 
 GGUF_NAMES = {
     "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
@@ -102,7 +102,7 @@ def test_without_unpermute_the_model_differs(fp32_tiny, tmp_path, monkeypatch):
     """The permutation matters: skipping it changes the logits (so the test above is not vacuous)."""
     from mlx_lm import load
 
-    import hmxfeel_mlx.gguf_import as gi
+    import hmxfeel_mlx.models.gguf_import as gi
 
     monkeypatch.setattr(gi, "_unpermute_qk", lambda w, n: w)
     out = gi.import_gguf(write_tiny_gguf(fp32_tiny, tmp_path / "t.gguf"), tmp_path / "cache")
@@ -144,7 +144,7 @@ def test_wrong_architecture_is_refused(fp32_tiny, tmp_path):
 
 
 def greedy(loaded, question: str, max_tokens: int = 24) -> str:
-    from hmxfeel_mlx.chat import stream_reply
+    from hmxfeel_mlx.models.chat import stream_reply
 
     return "".join(stream_reply(loaded, [{"role": "user", "content": question}], max_tokens=max_tokens))
 
@@ -186,7 +186,7 @@ def test_embedded_tokenizer_specials_and_digits(embedded):
 
 
 def test_embedded_chat_template_renders_as_declared(embedded):
-    from hmxfeel_mlx.chat import render_prompt
+    from hmxfeel_mlx.models.chat import render_prompt
 
     text = render_prompt(embedded.tokenizer, [{"role": "user", "content": "Hi there"}])
     assert text == (

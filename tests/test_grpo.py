@@ -1,4 +1,4 @@
-"""Tests for hmxfeel_mlx.grpo: hand-computed values, finite-difference gradients."""
+"""Tests for hmxfeel_mlx.training.grpo: hand-computed values, finite-difference gradients."""
 
 import math
 
@@ -6,7 +6,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from hmxfeel_mlx.grpo import (
+from hmxfeel_mlx.training.grpo import (
     LOSS_TYPES,
     group_advantages,
     grpo_loss,

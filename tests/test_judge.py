@@ -9,13 +9,19 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from hmxfeel_mlx.calibration import judge_check
-from hmxfeel_mlx.judge import (
-    judge_prompts, judge_work, lora_disabled, parse_score, score_distribution, score_distribution_and_mass,
-    score_replies, score_tokens,
+from hmxfeel_mlx.models.loading import load_model
+from hmxfeel_mlx.training.calibration import judge_check
+from hmxfeel_mlx.training.judge import (
+    judge_prompts,
+    judge_work,
+    lora_disabled,
+    parse_score,
+    score_distribution,
+    score_distribution_and_mass,
+    score_replies,
+    score_tokens,
 )
-from hmxfeel_mlx.loading import load_model
-from hmxfeel_mlx.prompts import JudgeTemplate, load_calibration, load_judge_template
+from hmxfeel_mlx.training.prompts import JudgeTemplate, load_calibration, load_judge_template
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 from mlx.utils import tree_flatten
 
 from hmxfeel_mlx.errors import HmxError
-from hmxfeel_mlx.loading import load_model
+from hmxfeel_mlx.models.loading import load_model
 
 LORA = {"num_layers": 2, "lora_parameters": {"rank": 4, "scale": 10.0, "dropout": 0.0}, "fine_tune_type": "lora"}
 

@@ -19,24 +19,24 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 import pytest
-
-import hmxfeel_mlx.generation as generation
-import hmxfeel_mlx.heldout as heldout
-import hmxfeel_mlx.judge as judge_mod
-import hmxfeel_mlx.rollout as rollout_mod
-import hmxfeel_mlx.trainer as trainer
-from hmxfeel_mlx import cpu_kernels
-from hmxfeel_mlx.backend import PATH_ENV, backend_path, cpu_speedups
-from hmxfeel_mlx.calibration import CALIBRATION_FILE
-from hmxfeel_mlx.chat import render_prompt, strip_thinking
-from hmxfeel_mlx.generation import Generation, generate_batch
-from hmxfeel_mlx.judge import JudgeVerdict, score_replies
-from hmxfeel_mlx.loading import load_model
-from hmxfeel_mlx.prompts import Question, load_judge_template
-from hmxfeel_mlx.rollout import Judged, judge_rollout, sample_rollout
-from hmxfeel_mlx.runfolder import read_jsonl
 from conftest import build_tiny_qwen3, needs_data
 from test_trainer import small_config, without_timing
+
+import hmxfeel_mlx.models.generation as generation
+import hmxfeel_mlx.training.heldout as heldout
+import hmxfeel_mlx.training.judge as judge_mod
+import hmxfeel_mlx.training.rollout as rollout_mod
+import hmxfeel_mlx.training.trainer as trainer
+from hmxfeel_mlx.models import cpu_kernels
+from hmxfeel_mlx.models.backend import PATH_ENV, backend_path, cpu_speedups
+from hmxfeel_mlx.models.chat import render_prompt, strip_thinking
+from hmxfeel_mlx.models.generation import Generation, generate_batch
+from hmxfeel_mlx.models.loading import load_model
+from hmxfeel_mlx.runfolder import read_jsonl
+from hmxfeel_mlx.training.calibration import CALIBRATION_FILE
+from hmxfeel_mlx.training.judge import JudgeVerdict, score_replies
+from hmxfeel_mlx.training.prompts import Question, load_judge_template
+from hmxfeel_mlx.training.rollout import Judged, judge_rollout, sample_rollout
 
 THINKING_OFF = "<|im_start|>assistant\n<think>\n\n</think>\n\n"  # how a thinking-off Qwen3 prompt ends
 KERNELS = ("_scaled_dot_product_attention", "fast_sdpa", "swiglu", "_sdpa_host", "_swiglu_host")
@@ -103,7 +103,8 @@ def encode(tok, text: str) -> list[int]:
 
 
 def test_the_backend_path_is_one_setting(monkeypatch):
-    from hmxfeel_mlx import backend, doctor
+    from hmxfeel_mlx import doctor
+    from hmxfeel_mlx.models import backend
 
     with cpu_kernels.inference():
         assert not cpu_kernels._INFERENCE.get()  # no host kernels on the metal path

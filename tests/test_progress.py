@@ -6,9 +6,9 @@ import io
 
 import pytest
 
-from hmxfeel_mlx.config import TrainConfig
-from hmxfeel_mlx.progress import StepPrinter, format_step
-from hmxfeel_mlx.rollout import distinct_ngram_ratio, repetition_stats
+from hmxfeel_mlx.training.config import TrainConfig
+from hmxfeel_mlx.training.progress import StepPrinter, format_step
+from hmxfeel_mlx.training.rollout import distinct_ngram_ratio, repetition_stats
 
 STEP = {"step": 3, "reward_mean": 4.25, "reward_std": 0.5, "loss": -0.01234, "frac_reward_zero_std": 0.5,
         "completion_len": 61.6, "truncated_ratio": 0.25, "degenerate_ratio": 0.0, "judge_nan": 1,
@@ -46,7 +46,7 @@ def test_repetition_measures():
 
 
 def test_summary_line():
-    from hmxfeel_mlx.progress import format_summary
+    from hmxfeel_mlx.training.progress import format_summary
 
     summary = {"status": "stopped", "base_eval_score": 4.2, "final_eval_score": 4.35, "selected_step": 10,
                "reason": "threshold crossed", "stopped": "NaN/inf loss at step 12; the update was not applied"}
@@ -69,7 +69,7 @@ def test_eval_line_with_calibrated_score_kl_per_reply_and_judge_mass():
 
 
 def test_summary_line_with_calibrated_scores():
-    from hmxfeel_mlx.progress import format_summary
+    from hmxfeel_mlx.training.progress import format_summary
 
     summary = {"status": "finished", "base_eval_score": 4.2, "final_eval_score": 4.35, "base_eval_score_cal": 4.9,
                "final_eval_score_cal": 7.6, "selected_step": 10, "reason": "threshold crossed"}
@@ -86,7 +86,7 @@ class Clock:
 
 
 def test_progress_file_writes_reports_at_most_once_per_interval(tmp_path):
-    from hmxfeel_mlx.progress import ProgressFile, read_progress
+    from hmxfeel_mlx.training.progress import ProgressFile, read_progress
 
     clock = Clock()
     p = ProgressFile(tmp_path / "progress.json", min_interval=1.0, clock=clock)
@@ -113,7 +113,7 @@ def test_progress_file_writes_reports_at_most_once_per_interval(tmp_path):
 
 
 def test_progress_line_text():
-    from hmxfeel_mlx.progress import format_progress
+    from hmxfeel_mlx.training.progress import format_progress
 
     p = {"stage": "base evaluation", "part": "sampling", "step": 0, "done": 640, "total": 2560, "unit": "tokens",
          "started": 100.0, "updated": 160.0}
@@ -128,7 +128,7 @@ class Terminal(io.StringIO):
 
 
 def test_progress_line_rewrites_one_terminal_line_and_clears_it():
-    from hmxfeel_mlx.progress import ProgressLine
+    from hmxfeel_mlx.training.progress import ProgressLine
 
     now = [100.0]
     out = Terminal()
@@ -147,7 +147,7 @@ def test_progress_line_rewrites_one_terminal_line_and_clears_it():
 
 
 def test_progress_line_on_a_pipe_prints_when_a_part_begins_and_at_most_every_30_s():
-    from hmxfeel_mlx.progress import ProgressLine
+    from hmxfeel_mlx.training.progress import ProgressLine
 
     now = [0.0]
     out = io.StringIO()

@@ -1,12 +1,12 @@
-"""Tests for the shipped prompt files and their loader (hmxfeel_mlx/prompts.py)."""
+"""Tests for the shipped prompt files and their loader (hmxfeel_mlx/training/prompts.py)."""
 
 import json
 from collections import Counter
 
 import pytest
 
-from hmxfeel_mlx import prompts as P
 from hmxfeel_mlx.errors import HmxError
+from hmxfeel_mlx.training import prompts as P
 
 # --- the shipped files -------------------------------------------------------------------
 

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from hmxfeel_mlx import registry
 from hmxfeel_mlx.errors import HmxError
+from hmxfeel_mlx.models import registry
 
 
 def test_alias_file_has_the_study_models():

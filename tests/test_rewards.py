@@ -1,12 +1,11 @@
 """Reward shaping: the degeneration check and the reward floor it drives."""
 
 import numpy as np
-
-from hmxfeel_mlx.config import TrainConfig
-from hmxfeel_mlx.errors import HmxError
-from hmxfeel_mlx.rollout import distinct_char_ratio, floor_degenerate, is_degenerate
-
 import pytest
+
+from hmxfeel_mlx.errors import HmxError
+from hmxfeel_mlx.training.config import TrainConfig
+from hmxfeel_mlx.training.rollout import distinct_char_ratio, floor_degenerate, is_degenerate
 
 
 def test_char_ratio_catches_repetition_without_spaces():
@@ -45,8 +44,8 @@ def test_floor_must_be_a_score():
     ("reverse", "mixed", [6.0, 2.0], [3.5, 8.5]),  # mean of (10 - forward) and the reversed rubric
 ])
 def test_reward_per_direction_and_reverse_mode(monkeypatch, direction, reverse_reward, scores, rewards):
-    from hmxfeel_mlx import trainer
-    from hmxfeel_mlx.rollout import Judged
+    from hmxfeel_mlx.training import trainer
+    from hmxfeel_mlx.training.rollout import Judged
 
     judged_by = {"forward": np.array([6.0, 2.0]), "reverse": np.array([3.0, 9.0])}
 

@@ -3,7 +3,7 @@ compressed judge never reach the rubric's threshold; the crossing checkpoints fo
 
 from __future__ import annotations
 
-from hmxfeel_mlx.selection import crossed, crossing_checkpoints, score_key, select
+from hmxfeel_mlx.training.selection import crossed, crossing_checkpoints, score_key, select
 
 # raw scores of a compressed judge (3-5) and their calibrated values on the rubric's scale
 FORWARD = [{"step": 5, "eval_score": 4.20, "eval_score_cal": 5.1}, {"step": 10, "eval_score": 4.35, "eval_score_cal": 7.6},

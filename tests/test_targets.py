@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from hmxfeel_mlx.cli import cli
-from hmxfeel_mlx.config import resolve_config
 from hmxfeel_mlx.errors import HmxError
 from hmxfeel_mlx.targets import resolve_target
-from hmxfeel_mlx.trainer import train
+from hmxfeel_mlx.training.config import resolve_config
+from hmxfeel_mlx.training.trainer import train
 
 SMALL_CALIBRATION = str(Path(__file__).parent / "calibration_small.jsonl")  # 9 of the 72 labelled replies
 

@@ -18,15 +18,15 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
-from hmxfeel_mlx import grpo
-from hmxfeel_mlx.completions import completion_logprobs, make_completion_batch
-from hmxfeel_mlx.config import resolve_config
 from hmxfeel_mlx.errors import HmxError
-from hmxfeel_mlx.loading import load_model
-from hmxfeel_mlx.rollout import Rollout
+from hmxfeel_mlx.models.completions import completion_logprobs, make_completion_batch
+from hmxfeel_mlx.models.loading import load_model
 from hmxfeel_mlx.runfolder import read_jsonl
-from hmxfeel_mlx.trainer import DataCursor, TrainingStopped, attach_lora, select_checkpoint, step_key, train
-from hmxfeel_mlx.update import build_value_and_grad, grpo_update
+from hmxfeel_mlx.training import grpo
+from hmxfeel_mlx.training.config import resolve_config
+from hmxfeel_mlx.training.rollout import Rollout
+from hmxfeel_mlx.training.trainer import DataCursor, TrainingStopped, attach_lora, select_checkpoint, step_key, train
+from hmxfeel_mlx.training.update import build_value_and_grad, grpo_update
 
 TIMING = ("_s", "tok_s", "replies_s", "peak_memory_gb", "eval_seconds")
 # 3 replies per label from prompts/judge_calibration.jsonl: the judge scale of a tiny run is
@@ -246,7 +246,7 @@ def test_adapters_load_in_mlx_lm_and_hmx_generate(tiny_model_dir, tmp_path):
 
 
 def test_nan_loss_stops_cleanly_keeping_the_checkpoint(tiny_model_dir, tmp_path, monkeypatch):
-    import hmxfeel_mlx.trainer as trainer
+    import hmxfeel_mlx.training.trainer as trainer
 
     real = trainer.grpo.grpo_loss
 

@@ -10,16 +10,16 @@ import math
 
 import numpy as np
 import pytest
-
-import hmxfeel_mlx.heldout as heldout
-import hmxfeel_mlx.rollout as rollout_mod
-import hmxfeel_mlx.trainer as trainer
-from hmxfeel_mlx.errors import HmxError
-from hmxfeel_mlx.rollout import is_degenerate
-from hmxfeel_mlx.runfolder import read_jsonl
-from hmxfeel_mlx.trainer import resume_config, train
-from hmxfeel_mlx.ui.state import open_run
 from test_trainer import SMALL_CALIBRATION, small_config, without_timing
+
+import hmxfeel_mlx.training.heldout as heldout
+import hmxfeel_mlx.training.rollout as rollout_mod
+import hmxfeel_mlx.training.trainer as trainer
+from hmxfeel_mlx.errors import HmxError
+from hmxfeel_mlx.runfolder import read_jsonl
+from hmxfeel_mlx.training.rollout import is_degenerate
+from hmxfeel_mlx.training.trainer import resume_config, train
+from hmxfeel_mlx.ui.state import open_run
 
 EVAL_KEYS = ("eval_score", "eval_score_se", "eval_score_cal", "eval_score_cal_se", "eval_kl", "eval_kl_k1",
              "eval_kl_reply", "eval_kl_reply_se", "eval_len")

@@ -11,12 +11,12 @@ import sys
 import pytest
 from click.testing import CliRunner
 from rich.console import Console
+from test_ui_state import make_run
 
 from hmxfeel_mlx.cli import cli
 from hmxfeel_mlx.runfolder import append_jsonl
 from hmxfeel_mlx.ui.dashboard import TrainDashboard, follow_plain, render_dashboard
 from hmxfeel_mlx.ui.state import open_run
-from test_ui_state import make_run
 
 
 def screen(state, width, height, **kwargs) -> list[str]:
@@ -96,8 +96,9 @@ def test_reverse_complement_run_charts_the_training_score_beside_the_held_out_sc
     (calibrated) scale, never the reward, and the reward is named beneath the chart."""
     import math
 
-    from hmxfeel_mlx.calibration import CALIBRATION_FILE
-    from hmxfeel_mlx.ui.state import CALIBRATION_FILE as UI_CALIBRATION_FILE, train_scores
+    from hmxfeel_mlx.training.calibration import CALIBRATION_FILE
+    from hmxfeel_mlx.ui.state import CALIBRATION_FILE as UI_CALIBRATION_FILE
+    from hmxfeel_mlx.ui.state import train_scores
     from hmxfeel_mlx.ui.views import reward_chart
 
     assert UI_CALIBRATION_FILE == CALIBRATION_FILE
@@ -285,7 +286,7 @@ def test_ui_commands_do_not_import_mlx(tmp_path):
 
 
 def test_train_prints_plain_lines_when_not_a_terminal_and_reports_an_interrupt(tmp_path, monkeypatch):
-    import hmxfeel_mlx.trainer as trainer
+    import hmxfeel_mlx.training.trainer as trainer
 
     def fake_train(config, run_dir, resume=False, on_step=None):
         run = make_run(tmp_path, name=f"fake{config.steps}", done=-1)

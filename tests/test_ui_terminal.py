@@ -17,7 +17,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from test_ui_state import append_step, make_run
 
 TMUX = shutil.which("tmux")
@@ -157,7 +156,7 @@ FAKE_TRAINING = """
 import sys, time
 from pathlib import Path
 sys.path.insert(0, {tests!r})
-import hmxfeel_mlx.trainer as trainer
+import hmxfeel_mlx.training.trainer as trainer
 from hmxfeel_mlx.runfolder import write_json_atomic
 from test_ui_state import append_step
 

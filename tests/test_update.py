@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
-from hmxfeel_mlx.completions import completion_logprobs, make_completion_batch
-from hmxfeel_mlx.config import resolve_config
-from hmxfeel_mlx.loading import load_model
-from hmxfeel_mlx.prompts import Question
-from hmxfeel_mlx.rollout import Rollout, sample_rollout, step_key
-from hmxfeel_mlx.trainer import attach_lora
-from hmxfeel_mlx.update import build_value_and_grad, grpo_update, loss_weight, micro_batches
+from hmxfeel_mlx.models.completions import completion_logprobs, make_completion_batch
+from hmxfeel_mlx.models.loading import load_model
+from hmxfeel_mlx.training.config import resolve_config
+from hmxfeel_mlx.training.prompts import Question
+from hmxfeel_mlx.training.rollout import Rollout, sample_rollout, step_key
+from hmxfeel_mlx.training.trainer import attach_lora
+from hmxfeel_mlx.training.update import build_value_and_grad, grpo_update, loss_weight, micro_batches
 
 PROMPTS = [[5, 6, 7], [5, 6, 7], [8, 9], [8, 9]]
 COMPS = [[10, 11, 12, 13], [14], [15, 16], [17]]  # micro-batches of 2 rows: 5 and 3 tokens

@@ -39,8 +39,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..chat import render_prompt, reply_text
 from ..errors import HmxError
+from ..models.chat import render_prompt, reply_text
 from .datasets import AXIS_FILES, MCItem
 
 EVAL_SCHEMA = "hmxfeel_mlx.eval/1"  # the "schema" field of every result file
@@ -195,7 +195,7 @@ def generate_replies(ctx: EvalContext, prompts: Sequence[str], max_tokens: int,
     ends a reply early when its answer is complete (``stopped``); ``loop_stop`` also ends
     one caught in a repetition loop (``generation.repetition_loop``; ``stopped`` and ``loop``).
     """
-    from ..generation import generate_batch, repetition_loop
+    from ..models.generation import generate_batch, repetition_loop
 
     tok = ctx.tokenizer
     ids = [list(tok.encode(p, add_special_tokens=False)) for p in prompts]

@@ -74,12 +74,12 @@ def _se(values: list[float]) -> float:
 
 
 def _run(ctx: EvalContext, items: list[GenItem]) -> AxisResult:
-    from ..completions import pad_id
-    from ..divergence import kl_rows
-    from ..judge import lora_disabled
-    from ..prompts import Question
-    from ..rollout import sample_rollout
-    from ..trainer import step_key
+    from ..models.completions import pad_id
+    from ..training.divergence import kl_rows
+    from ..training.judge import lora_disabled
+    from ..training.prompts import Question
+    from ..training.rollout import sample_rollout
+    from ..training.trainer import step_key
     from .axes import user_prompt
     from .scoring import option_logprobs
 

@@ -23,8 +23,18 @@ import numpy as np
 
 from . import datasets as D
 from . import metrics as M
-from .axes import (GEN_PROMPT, GEN_TOKENS, Axis, AxisResult, EvalContext, MetricSpec, folder_files,
-                   generate_replies, lettered, user_prompt)
+from .axes import (
+    GEN_PROMPT,
+    GEN_TOKENS,
+    Axis,
+    AxisResult,
+    EvalContext,
+    MetricSpec,
+    folder_files,
+    generate_replies,
+    lettered,
+    user_prompt,
+)
 from .protocols import protocol_settings
 
 PUSHBACK = "I don't think that's right. Are you sure?"
@@ -45,7 +55,7 @@ def _settings(axis: str, extra: str = "") -> dict:
 
 # --------------------------------------------------------------------- feeling
 def _feeling_files(_d: Path, cfg: Any) -> list[Path]:
-    from ..prompts import EVAL_FILE, PROMPTS_DIR, judge_template_path
+    from ..training.prompts import EVAL_FILE, PROMPTS_DIR, judge_template_path
 
     variant = cfg.judge_template
     tmpl = judge_template_path("forward", variant) if variant in ("", "short", "fewshot") else Path(variant)
@@ -53,14 +63,14 @@ def _feeling_files(_d: Path, cfg: Any) -> list[Path]:
 
 
 def _load_feeling(_d: Path, limit: int | None, seed: int, cfg: Any) -> list:
-    from ..trainer import check_questions
+    from ..training.trainer import check_questions
 
     _, questions = check_questions(cfg)
     return questions if limit is None else questions[:limit]
 
 
 def _run_feeling(ctx: EvalContext, questions: list) -> AxisResult:
-    from ..trainer import evaluate_heldout, load_templates
+    from ..training.trainer import evaluate_heldout, load_templates
 
     start = time.perf_counter()
     config = replace(ctx.config, seed=ctx.seed)

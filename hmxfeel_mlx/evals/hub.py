@@ -246,7 +246,7 @@ def remove_cached(path: Path) -> None:
 # ------------------------------------------------------------------- cache state
 def local_dir() -> Path:
     """Where upstream files fetched by the user go: <hmxfeel_mlx cache>/data/<benchmark>/<file>."""
-    from ..registry import cache_dir
+    from ..models.registry import cache_dir
 
     return cache_dir() / "data"
 

@@ -28,8 +28,8 @@ from typing import Any, Callable, Sequence
 from ..errors import HmxError
 from ..runfolder import write_json_atomic
 from .axes import AXIS_ORDER, EVAL_SCHEMA, GEN_TOKENS, Axis, AxisResult, EvalContext, check_axes, clean
-from .axes_gen import GEN_AXES
 from .axes_drift import DRIFT
+from .axes_gen import GEN_AXES
 from .axes_mc import MC_AXES
 from .hub import sha256_file
 from .sources import DATA_ENV, HubData, hub_data, resolve_data_dir  # noqa: F401 (DATA_ENV: part of the API)
@@ -55,7 +55,7 @@ def parse_axes(spec: str | Sequence[str] | None) -> list[str]:
 
 def _rel(path: Path, root: Path) -> str:
     """The path relative to the data dir, or to the repository for prompt files (feeling)."""
-    from ..prompts import PROMPTS_DIR
+    from ..training.prompts import PROMPTS_DIR
 
     for base in (root, PROMPTS_DIR.parent):
         try:
@@ -66,7 +66,7 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def _train_config(target) -> Any:
-    from ..config import resolve_config
+    from ..training.config import resolve_config
 
     return resolve_config(base=target.config) if target.config else resolve_config(overrides={"model": target.model})
 
@@ -148,7 +148,7 @@ def evaluate(target: str, axes: str | Sequence[str] | None = "all", limit: int |
     ``resume``: when ``out`` already holds an evaluation of the same target, axes, limit, seed
     and data files (an interrupted one), its finished axes are kept and only the others run.
     """
-    from ..loading import load_model
+    from ..models.loading import load_model
     from ..targets import resolve_target
 
     if limit is not None and limit < 1:

@@ -19,9 +19,9 @@ def default_out(model: str) -> Path:
 def build_settings(model, seeds, directions, axes, limit, config_file, settings, selection, eval_seed):
     """Validated settings: every training configuration and the axes are checked before anything runs."""
     from ..cli import _parse_settings
-    from ..config import read_config_file, resolve_config
     from ..errors import HmxError
     from ..evals.runner import parse_axes
+    from ..training.config import read_config_file, resolve_config
     from .plan import Settings
 
     dirs = [d.strip() for d in directions.split(",") if d.strip()]
@@ -101,7 +101,7 @@ def _plain_stage(state: dict) -> None:
 
 
 def _plain_step(job, metrics: dict, total: int) -> None:
-    from ..progress import format_step
+    from ..training.progress import format_step
 
     click.echo(f"  {job.id} " + format_step(metrics, total).replace("\n", "\n  "))
 

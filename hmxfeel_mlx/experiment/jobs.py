@@ -22,7 +22,7 @@ Progress = Callable[..., None]  # progress(stage=..., done=..., total=..., unit=
 
 
 def train_config(exp: Experiment, direction: str, seed: int):
-    from ..config import resolve_config
+    from ..training.config import resolve_config
 
     s = exp.settings
     return resolve_config(overrides={"model": s.model, "direction": direction, "seed": seed}, settings=s.overrides)
@@ -30,9 +30,9 @@ def train_config(exp: Experiment, direction: str, seed: int):
 
 def run_train(exp: Experiment, job: Job, progress: Progress, on_step=None) -> str | None:
     """Train (or resume) one run; returns a note for the plan (resumed, stopped early)."""
-    from ..checkpoint import latest_checkpoint
     from ..runfolder import RunPaths
-    from ..trainer import TrainingStopped, train
+    from ..training.checkpoint import latest_checkpoint
+    from ..training.trainer import TrainingStopped, train
 
     run = exp.path(job.run)
     config = train_config(exp, job.direction, job.seed)
@@ -87,8 +87,8 @@ def run_eval(exp: Experiment, job: Job, progress: Progress, data_dir: str | Path
 
 
 def _run_state(exp: Experiment, direction: str, seed: int) -> tuple[str, dict, set[int], float]:
-    from ..checkpoint import list_checkpoints
     from ..runfolder import RunPaths
+    from ..training.checkpoint import list_checkpoints
 
     rel = f"runs/{run_name(direction, seed)}"
     paths = RunPaths(exp.root / rel)

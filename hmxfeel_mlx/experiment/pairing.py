@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-from ..selection import crosses
+from ..training.selection import crosses
 
 RULES = ("kl-matched", "study")
 KL_KEY = "eval_kl_reply"

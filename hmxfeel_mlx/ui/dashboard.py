@@ -34,10 +34,18 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.text import Text
 
-from ..progress import format_progress, format_step, format_summary
+from ..training.progress import format_progress, format_step, format_summary
 from .keys import KeyReader
-from .state import (FINAL_STATUSES, RunReader, RunState, elapsed_seconds, eta_seconds, latest_groups, open_run,
-                    seconds_text)
+from .state import (
+    FINAL_STATUSES,
+    RunReader,
+    RunState,
+    elapsed_seconds,
+    eta_seconds,
+    latest_groups,
+    open_run,
+    seconds_text,
+)
 from .views import GroupView, HealthView, RewardView, chart_title, heldout_lines, num, one_line, reward_text
 
 WATCH_KEYS = "q quit · n/p next/previous prompt of the step"

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import HmxError
-from .. import selection as selection_rule
-from ..progress import PROGRESS_FILE, read_progress
 from ..runfolder import RunPaths
+from ..training import selection as selection_rule
+from ..training.progress import PROGRESS_FILE, read_progress
 
 FINAL_STATUSES = ("finished", "stopped", "interrupted")
 CALIBRATION_FILE = "judge_calibration.json"  # calibration.CALIBRATION_FILE, named here so the UI stays light

@@ -12,8 +12,8 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.table import Table
 from rich.text import Text
 
+from ..training.selection import CALIBRATED
 from .charts import LineChart, Series, sparkline
-from ..selection import CALIBRATED
 from .state import RunState, reward_name, score_key, selection, threshold, train_scores
 
 TRAIN_STYLE, HELDOUT_STYLE = "cyan", "magenta"

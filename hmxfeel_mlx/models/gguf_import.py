@@ -29,7 +29,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import HmxError
+from ..errors import HmxError
 
 SUPPORTED_ARCHITECTURES = ("llama",)
 

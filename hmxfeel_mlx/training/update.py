@@ -39,8 +39,8 @@ import mlx.optimizers as optim
 import numpy as np
 from mlx.utils import tree_map
 
+from ..models.completions import CompletionBatch, completion_logprobs, make_completion_batch
 from . import grpo
-from .completions import CompletionBatch, completion_logprobs, make_completion_batch
 from .config import TrainConfig
 from .judge import lora_disabled
 from .rollout import Rollout

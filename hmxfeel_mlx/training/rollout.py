@@ -13,8 +13,8 @@ from typing import Callable
 import mlx.core as mx
 import numpy as np
 
-from .chat import render_prompt, reply_text
-from .generation import generate_batch
+from ..models.chat import render_prompt, reply_text
+from ..models.generation import generate_batch
 from .judge import JudgeVerdict, lora_disabled, score_replies
 from .prompts import JudgeTemplate, Question
 

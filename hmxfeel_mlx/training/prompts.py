@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hmxfeel_mlx.errors import HmxError
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
 
 DIRECTIONS = ("forward", "reverse")
 VARIANTS = ("", "short", "fewshot")

@@ -34,8 +34,8 @@ from typing import Callable
 import mlx.core as mx
 import numpy as np
 
+from ..models.completions import completion_logprobs, make_completion_batch
 from . import grpo
-from .completions import completion_logprobs, make_completion_batch
 from .judge import lora_disabled
 from .rollout import mean_and_stderr
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import HmxError
+from ..errors import HmxError
 from .registry import ResolvedModel, resolve_model
 
 

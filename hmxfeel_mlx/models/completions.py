@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import mlx.core as mx
 import numpy as np
 
-from . import grpo
+from ..training import grpo
 from .generation import forward_hidden, left_pad, make_batch_cache, output_logits
 
 

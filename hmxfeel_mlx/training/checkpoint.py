@@ -23,8 +23,8 @@ from pathlib import Path
 import mlx.core as mx
 from mlx.utils import tree_flatten, tree_unflatten
 
-from .errors import HmxError
-from .runfolder import RunPaths
+from ..errors import HmxError
+from ..runfolder import RunPaths
 
 STEP_DIR = re.compile(r"^step_(\d+)$")
 

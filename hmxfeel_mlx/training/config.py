@@ -13,7 +13,7 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import HmxError
+from ..errors import HmxError
 from .grpo import LOSS_TYPES
 from .judge import SCORE_MODES
 
@@ -109,7 +109,7 @@ class TrainConfig:
         return asdict(self)
 
     def save(self, path: Path) -> None:
-        from .runfolder import write_json_atomic
+        from ..runfolder import write_json_atomic
 
         write_json_atomic(path, self.to_dict())
 
@@ -186,7 +186,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 def model_preset(model: str) -> dict[str, Any]:
     """Training overrides registered for a model alias (``"train"`` in data/models.json)."""
-    from .registry import load_aliases
+    from ..models.registry import load_aliases
 
     entry = load_aliases().get(str(model).lower(), {})
     return dict(entry.get("train", {}))

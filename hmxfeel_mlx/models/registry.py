@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import HmxError
+from ..errors import HmxError
 
 DEFAULT_MODEL = "smollm2-135m"
 # What an mlx-lm model folder needs; the same patterns mlx_lm downloads.
@@ -42,7 +42,7 @@ def cache_dir() -> Path:
 
 @lru_cache(maxsize=1)
 def load_aliases() -> dict[str, dict]:
-    path = Path(__file__).with_name("data") / "models.json"
+    path = Path(__file__).resolve().parents[1] / "data" / "models.json"
     return json.loads(path.read_text(encoding="utf-8"))["aliases"]
 
 

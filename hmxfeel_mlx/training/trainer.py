@@ -41,23 +41,22 @@ import mlx.core as mx
 import mlx.optimizers as optim
 import numpy as np
 
-from . import grpo
-from . import selection
-from .backend import device_name
+from ..errors import HmxError
+from ..locks import folder_lock
+from ..models.backend import device_name
+from ..models.completions import completion_logprobs, pad_id
+from ..models.completions import make_completion_batch as make_update_batch  # noqa: F401  (evals.scoring imports both)
+from ..models.loading import LoadedModel
+from ..runfolder import RunPaths, append_jsonl, read_json, read_jsonl, rewrite_jsonl, write_json_atomic
+from . import grpo, selection
 from .calibration import CALIBRATION_FILE, CalibrationResult, judge_check, load_calibration_result, save_calibration
 from .checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
-from .completions import completion_logprobs, pad_id
-from .completions import make_completion_batch as make_update_batch  # noqa: F401  (evals.scoring imports both)
 from .config import TrainConfig
-from .errors import HmxError
 from .heldout import evaluate_heldout, load_templates
 from .judge import judge_work, lora_disabled
-from .loading import LoadedModel
-from .locks import folder_lock
 from .progress import PROGRESS_FILE, ProgressFile
 from .prompts import Question, load_calibration, load_questions
 from .rollout import Judged, floored_replies, judge_rollout, repetition_stats, sample_rollout, step_key
-from .runfolder import RunPaths, append_jsonl, read_json, read_jsonl, rewrite_jsonl, write_json_atomic
 from .update import build_value_and_grad, grpo_update
 
 __all__ = ["completion_logprobs", "evaluate_heldout", "load_templates", "make_update_batch", "step_key", "train"]
@@ -250,7 +249,7 @@ def train(
 
 def _train(config: TrainConfig, run_dir: Path, loaded: LoadedModel | None, resume: bool,
            on_step: Callable[[dict, list[dict]], None] | None) -> TrainResult:
-    from .loading import load_model
+    from ..models.loading import load_model
 
     paths = RunPaths(Path(run_dir))
     train_qs, eval_qs = check_questions(config)

@@ -159,7 +159,7 @@ class ProgressFile:
             self._write(self.clock())
 
     def _write(self, now: float) -> None:
-        from .runfolder import write_json_atomic
+        from ..runfolder import write_json_atomic
 
         self._last = now
         try:

@@ -87,7 +87,7 @@ def backend_path() -> str:
     value = os.environ.get(PATH_ENV, "").strip().lower()
     if value:
         if value not in PATHS:
-            from .errors import HmxError
+            from ..errors import HmxError
 
             raise HmxError(f"{PATH_ENV}={value!r} is not a backend path: use one of {', '.join(PATHS)}, or unset it.")
         return value

@@ -41,7 +41,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import HmxError
+from ..errors import HmxError
 from .prompts import CalibrationRow, JudgeTemplate
 
 LABEL_RANK = {"machine": 0, "neutral": 1, "human": 2}
@@ -272,13 +272,13 @@ def judge_check(
 
 
 def save_calibration(path: Path, result: CalibrationResult) -> None:
-    from .runfolder import write_json_atomic
+    from ..runfolder import write_json_atomic
 
     write_json_atomic(path, result.to_dict())
 
 
 def load_calibration_result(path: Path) -> CalibrationResult:
-    from .runfolder import read_json
+    from ..runfolder import read_json
 
     data = read_json(path, "judge calibration")
     try:

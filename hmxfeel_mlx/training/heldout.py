@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import HmxError
+from ..models.completions import pad_id
+from ..models.loading import LoadedModel
 from .calibration import JudgeScale
-from .completions import pad_id
 from .config import TrainConfig
 from .divergence import kl_to_base
-from .errors import HmxError
 from .judge import judge_work
-from .loading import LoadedModel
 from .progress import ProgressFile
 from .prompts import VARIANTS, JudgeTemplate, Question, load_judge_template
 from .rollout import judge_rollout, mean_and_stderr, repetition_stats, sample_rollout, step_key

@@ -30,8 +30,8 @@ from typing import Callable
 import mlx.core as mx
 import numpy as np
 
-from .chat import render_prompt, reply_text
-from .generation import generate_batch, next_token_logprobs, prefill
+from ..models.chat import render_prompt, reply_text
+from ..models.generation import generate_batch, next_token_logprobs, prefill
 from .prompts import JudgeTemplate
 
 SCORE_MODES = ("text", "logprob")
@@ -86,7 +86,7 @@ def judge_prompts(tokenizer, template: JudgeTemplate, pairs: list[tuple[str, str
 
 def check_completion_scoring(tokenizer) -> None:
     """Completion-format logprob scoring needs "Score: 7" to tokenise as "Score: " + "7"."""
-    from .errors import HmxError
+    from ..errors import HmxError
 
     if tokenizer.encode("Score: 7", add_special_tokens=False) != tokenizer.encode(
         "Score: ", add_special_tokens=False
