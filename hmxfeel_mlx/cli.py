@@ -197,7 +197,12 @@ def train(model, direction, seed, steps, run_dir, config_file, resume, group_siz
     given = {k: v for k, v in flags.items() if v is not None}
     named = _parse_settings(settings)
     _refuse_twice(given, named, settings)
-    if resume:
+    from .distributed.world import world
+
+    here = world()
+    if resume and not here.main:  # rank 0 reads the run's config (the folder may be on its disk only)
+        config, run = _launched_config(None, here), Path(resume)
+    elif resume:
         for option, value in (("--config", config_file), ("--run-dir", run_dir)):
             if value:
                 raise HmxError(f"{option} {value} cannot be used with --resume {resume}: a resumed run keeps its own "
@@ -206,24 +211,43 @@ def train(model, direction, seed, steps, run_dir, config_file, resume, group_siz
         run = Path(resume)
         if not (run / "config.json").is_file():
             raise HmxError(f"--resume {resume}: no run there (no config.json). Pass a folder `hmx-mlx train` wrote.")
-        config = resume_config(run, given, named)
+        config = _launched_config(resume_config(run, given, named), here)
     else:
         config = resolve_config(config_file, given, settings=named)
         run = Path(run_dir or _default_run_dir(config))
+        if here.distributed:  # one folder name for every rank (the default one has the time in it)
+            run = Path(_launched_config(str(run), here))
     if print_config:
-        click.echo(json.dumps(config.to_dict(), indent=2))
+        if here.main:
+            click.echo(json.dumps(config.to_dict(), indent=2))
         return
-    check_unlocked(run)  # these before the live screen opens and the model loads
     check_questions(config)
     load_templates(config)
-    if not resume and (run / "config.json").exists():
-        raise click.ClickException(f"{run} already holds a run. Resume it with --resume {run} or pick another --run-dir.")
+    if here.main:
+        check_unlocked(run)  # these before the live screen opens and the model loads
+        if not resume and (run / "config.json").exists():
+            raise click.ClickException(f"{run} already holds a run. Resume it with --resume {run} or pick another "
+                                       "--run-dir.")
+    if not here.main:  # the other ranks train quietly; rank 0 shows and writes everything
+        run_training(config, run, resume=bool(resume), world=here)
+        return
     display = _train_display(config, run, plain)
     with display:  # the live screen closes before an error (Ctrl-C: how to resume) is printed
         result = run_training(config, run, resume=bool(resume), on_step=display)
     display.close()
     click.echo(f"run: {result.run_dir}")
     click.echo(format_summary(result.summary))
+
+
+def _launched_config(value, here):
+    """Rank 0's value on every rank of a launch (a TrainConfig or a string); as it is on one rank."""
+    if not here.distributed:
+        return value
+    from .distributed.collectives import broadcast_object
+    from .training.config import TrainConfig, resolve_config
+
+    data = broadcast_object(value.to_dict() if isinstance(value, TrainConfig) else value, here)
+    return resolve_config(base=data) if isinstance(data, dict) else data
 
 
 def _refuse_twice(given: dict, named: dict, raw: tuple[str, ...]) -> None:

@@ -55,11 +55,18 @@ def reexec_with_openblas() -> None:
     """
     if os.environ.get("HMX_MLX_OPENBLAS", "1") == "0" or os.environ.get(_REEXEC_MARK):
         return
+    from ..distributed.world import launched, threads_per_rank
+
     lib = openblas_library()
-    if lib is None or preload_active(lib):
-        return
     env = dict(os.environ)
-    env["LD_PRELOAD"] = " ".join(filter(None, [str(lib), env.get("LD_PRELOAD", "")]))
+    if lib is not None and not preload_active(lib):
+        env["LD_PRELOAD"] = " ".join(filter(None, [str(lib), env.get("LD_PRELOAD", "")]))
+    # Under mlx.launch the ranks on one machine share its cores: OpenBLAS reads its thread
+    # count when it loads, so it is set before the (re-)executed process starts.
+    if lib is not None and launched() and not env.get("OPENBLAS_NUM_THREADS"):
+        env["OPENBLAS_NUM_THREADS"] = str(threads_per_rank())
+    if env == dict(os.environ):
+        return
     env[_REEXEC_MARK] = "1"
     argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
     argv[0] = sys.executable

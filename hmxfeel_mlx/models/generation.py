@@ -8,7 +8,9 @@ Rows that reach EOS are dropped from the batch, so short replies cost nothing
 while long ones finish.
 
 Randomness is explicit: sampling takes an MLX ``key`` that seeds one numpy
-generator for the batch (sampling runs in numpy, see ``sample_tokens``).
+generator for the batch (sampling runs in numpy, see ``sample_tokens``), or one key
+per row (shape (n, 2)): each row then draws from its own generator, so its samples do
+not depend on which other rows share its batch (data-parallel rollouts).
 """
 
 from __future__ import annotations
@@ -310,7 +312,10 @@ def generate_batch(
     chunked = max_batch and len(prompts) > max_batch
     if chunked and (temperature > 0 or not joinable_caches(make_prompt_cache(model))):
         chunks = [prompts[i : i + max_batch] for i in range(0, len(prompts), max_batch)]
-        keys = mx.random.split(key, len(chunks)) if key is not None else [None] * len(chunks)
+        if key is not None and key.ndim == 2:  # one key per row: each chunk takes its rows' keys
+            keys = [key[i : i + max_batch] for i in range(0, len(prompts), max_batch)]
+        else:
+            keys = mx.random.split(key, len(chunks)) if key is not None else [None] * len(chunks)
         parts = [generate_batch(model, c, max_tokens, eos_ids, temperature, k, stop=stop, progress=progress)
                  for c, k in zip(chunks, keys)]
         return Generation(
@@ -330,7 +335,9 @@ def generate_batch(
     out_tokens: list[list[int]] = [[] for _ in range(n)]
     out_lps: list[list[float]] = [[] for _ in range(n)]
     finished, stopped = [False] * n, [False] * n
-    rng = sampling_rng(key) if temperature > 0 else None
+    rng = None
+    if temperature > 0:
+        rng = [sampling_rng(k) for k in key] if key.ndim == 2 else sampling_rng(key)
 
     active: list[int] = []  # prompt index of each batch row
     cache, logits, waiting = None, None, 0
@@ -349,7 +356,7 @@ def generate_batch(
             active += new
         if not active:
             break
-        toks, lps = sample_tokens(logits, temperature, rng)
+        toks, lps = sample_tokens(logits, temperature, [rng[i] for i in active] if isinstance(rng, list) else rng)
         keep = []
         spent = len(active)
         for j, row in enumerate(active):
@@ -383,8 +390,10 @@ def sampling_rng(key: mx.array) -> np.random.Generator:
     return np.random.default_rng(np.asarray(key).astype(np.uint64).tolist())
 
 
-def sample_tokens(logits: mx.array, temperature: float, rng: np.random.Generator | None) -> tuple[list[int], list[float]]:
-    """Draw one token per row from softmax(logits / T) (argmax when T = 0) and its log-prob.
+def sample_tokens(logits: mx.array, temperature: float,
+                  rng: np.random.Generator | list[np.random.Generator] | None) -> tuple[list[int], list[float]]:
+    """Draw one token per row from softmax(logits / T) (argmax when T = 0) and its log-prob;
+    ``rng`` is the batch's generator or one per row.
 
     Done in numpy: MLX's CPU backend evaluates exp() several times slower than
     numpy, and sampling needs one exp per vocabulary entry per row.
@@ -397,7 +406,7 @@ def sample_tokens(logits: mx.array, temperature: float, rng: np.random.Generator
     total = p.sum(axis=-1, dtype=np.float64)
     if temperature > 0:
         cdf = np.cumsum(p, axis=-1, dtype=np.float64)
-        u = rng.random(len(x)) * total
+        u = (np.array([g.random() for g in rng]) if isinstance(rng, list) else rng.random(len(x))) * total
         tok = np.minimum((cdf < u[:, None]).sum(axis=-1), x.shape[-1] - 1)
     else:
         tok = x.argmax(axis=-1)

@@ -53,6 +53,15 @@ def step_key(seed: int, step: int) -> mx.array:
     return mx.random.key(int(np.random.SeedSequence([seed, step]).generate_state(1)[0]))
 
 
+def row_keys(seed: int, step: int, prompt_indices: list[int] | range, group_size: int) -> mx.array:
+    """(len(prompt_indices) * G, 2): one sampling key per rollout row, from (seed, step, the
+    prompt's index in the step's batch, the reply's index in its group). A row's samples then
+    depend on nothing else: not on the rows batched with it, nor on which rank drew it."""
+    seeds = [int(np.random.SeedSequence([seed, step, i, g]).generate_state(1)[0])
+             for i in prompt_indices for g in range(group_size)]
+    return mx.stack([mx.random.key(s) for s in seeds]) if seeds else mx.zeros((0, 2), dtype=mx.uint32)
+
+
 def encode_question(tokenizer, question: str, system: str | None) -> list[int]:
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
     return tokenizer.encode(render_prompt(tokenizer, messages), add_special_tokens=False)
@@ -72,6 +81,7 @@ def sample_rollout(
 ) -> Rollout:
     """G completions for each question in one batched generation (rows grouped by question).
 
+    ``key``: one key for the batch (``step_key``) or one per row (``row_keys``).
     ``progress`` gets the token budget used, ``len(questions) * group_size * max_new_tokens`` in all."""
     import time
 

@@ -24,8 +24,16 @@ survives has its checkpoint.
 ``progress.json`` tells the dashboard which stage is running and how far it is.
 
 Randomness depends only on (seed, step): the data order is a seeded permutation
-per epoch, each step's sampling key is derived from (seed, step), LoRA dropout is
-off. So a resumed run reproduces the metrics of an uninterrupted one.
+per epoch, each rollout row's sampling key is derived from (seed, step, the prompt's
+index in the step, the reply's index in its group) (``rollout.row_keys``), LoRA dropout
+is off. So a resumed run reproduces the metrics of an uninterrupted one, and a run on K
+ranks those of one process.
+
+Under ``mlx.launch`` (docs/distributed.md) each rank rolls out and judges its share of the
+step's prompts; the rollout is gathered on every rank, each rank back-propagates its rows,
+the gradients are summed and every rank applies the same update. Rank 0 alone calibrates,
+runs the held-out evaluations and writes the run folder; a resume loads rank 0's checkpoint
+on every rank.
 """
 
 from __future__ import annotations
@@ -41,6 +49,9 @@ import mlx.core as mx
 import mlx.optimizers as optim
 import numpy as np
 
+from ..distributed import training as parallel
+from ..distributed.collectives import broadcast_object
+from ..distributed.world import World, world as this_world
 from ..errors import HmxError
 from ..locks import folder_lock
 from ..models.backend import device_name
@@ -56,7 +67,7 @@ from .heldout import evaluate_heldout, load_templates
 from .judge import judge_work, lora_disabled
 from .progress import PROGRESS_FILE, ProgressFile
 from .prompts import Question, load_calibration, load_questions
-from .rollout import Judged, floored_replies, judge_rollout, repetition_stats, sample_rollout, step_key
+from .rollout import Judged, floored_replies, judge_rollout, repetition_stats, row_keys, sample_rollout, step_key
 from .update import build_value_and_grad, grpo_update
 
 __all__ = ["completion_logprobs", "evaluate_heldout", "load_templates", "make_update_batch", "step_key", "train"]
@@ -236,27 +247,35 @@ def train(
     loaded: LoadedModel | None = None,
     resume: bool = False,
     on_step: Callable[[dict, list[dict]], None] | None = None,
+    world: World | None = None,
 ) -> TrainResult:
     """Run (or resume) GRPO training into ``run_dir``; return the summary.
 
     The run folder's lock (``locks.folder_lock``) is held throughout: a second process
-    training or resuming the same folder is refused, naming the holder."""
+    training or resuming the same folder is refused, naming the holder. ``world``: the ranks
+    training together (default: this process's launch, one rank outside one); only rank 0
+    touches the run folder (and calls ``on_step``)."""
+    world = world or this_world()
     check_questions(config)  # mistakes in the question set or the rubric files before the folder exists
     load_templates(config)
+    if not world.main:
+        return _train(config, run_dir, loaded, resume, None, world)
     with folder_lock(run_dir):
-        return _train(config, run_dir, loaded, resume, on_step)
+        return _train(config, run_dir, loaded, resume, on_step, world)
 
 
 def _train(config: TrainConfig, run_dir: Path, loaded: LoadedModel | None, resume: bool,
-           on_step: Callable[[dict, list[dict]], None] | None) -> TrainResult:
+           on_step: Callable[[dict, list[dict]], None] | None, world: World) -> TrainResult:
     from ..models.loading import load_model
 
     paths = RunPaths(Path(run_dir))
     train_qs, eval_qs = check_questions(config)
     templates = load_templates(config)
-    paths.root.mkdir(parents=True, exist_ok=True)
-    config.save(paths.config)  # on resume too: --steps may have changed (written atomically)
-    progress = ProgressFile(paths.root / PROGRESS_FILE)
+    main = world.main
+    if main:
+        paths.root.mkdir(parents=True, exist_ok=True)
+        config.save(paths.config)  # on resume too: --steps may have changed (written atomically)
+    progress = ProgressFile(paths.root / PROGRESS_FILE if main else None)
     if loaded is None:
         progress.stage("loading the model")
         loaded = load_model(config.model)
@@ -266,16 +285,16 @@ def _train(config: TrainConfig, run_dir: Path, loaded: LoadedModel | None, resum
     cursor = DataCursor(config.seed, len(train_qs))
     first_step = 1
     if resume:
-        ckpt = latest_checkpoint(paths)
-        if ckpt is not None:
-            state = load_checkpoint(ckpt, model, optimizer)
+        state = parallel.broadcast_resume(latest_checkpoint(paths) if main else None, model, optimizer, world,
+                                          load_checkpoint)
+        if state is not None:
             cursor.epoch, cursor.index = state["cursor"]["epoch"], state["cursor"]["index"]
             first_step = state["step"] + 1
         last_done = first_step - 1
-        # Lines after the checkpoint are recomputed (identically) from it.
-        rewrite_jsonl(paths.metrics, lambda r: r.get("step", 0) <= last_done)
-        rewrite_jsonl(paths.samples, lambda r: r.get("step", 0) <= last_done)
-    scale = calibrate(loaded, config, templates, paths, progress).scale
+        if main:  # lines after the checkpoint are recomputed (identically) from it
+            rewrite_jsonl(paths.metrics, lambda r: r.get("step", 0) <= last_done)
+            rewrite_jsonl(paths.samples, lambda r: r.get("step", 0) <= last_done)
+    scale = calibrate(loaded, config, templates, paths, progress).scale if main else None
     value_and_grad = build_value_and_grad(model, config)
     frozen_base = config.judge == "base"
     pid = pad_id(tok)
@@ -294,7 +313,7 @@ def _train(config: TrainConfig, run_dir: Path, loaded: LoadedModel | None, resum
 
     stopped = None
     try:
-        if first_step == 1 and not any(r.get("step") == 0 for r in read_jsonl(paths.metrics)):
+        if main and first_step == 1 and not any(r.get("step") == 0 for r in read_jsonl(paths.metrics)):
             base = {"step": 0, "device": device_name(), **evaluate(0, "base evaluation")}
             append_jsonl(paths.metrics, [base])
             if on_step:
@@ -303,12 +322,17 @@ def _train(config: TrainConfig, run_dir: Path, loaded: LoadedModel | None, resum
             mx.reset_peak_memory()
             t0 = time.perf_counter()
             questions = [train_qs[i] for i in cursor.take(config.prompts_per_step)]
-            progress.stage("rollout", step, len(questions) * config.group_size * config.max_new_tokens, "tokens")
-            rollout = sample_rollout(model, tok, questions, config.group_size, config.max_new_tokens,
-                                     config.temperature, step_key(config.seed, step), config.system_prompt,
-                                     max_batch=config.judge_batch, progress=progress)
+            share = world.shard(len(questions))  # this rank's prompts (all of them on one rank)
+            mine = [questions[i] for i in share]
+            progress.stage("rollout", step, len(mine) * config.group_size * config.max_new_tokens, "tokens")
+            rollout = sample_rollout(model, tok, mine, config.group_size, config.max_new_tokens,
+                                     config.temperature, row_keys(config.seed, step, share, config.group_size),
+                                     config.system_prompt, max_batch=config.judge_batch, progress=progress)
             progress.stage("judge", step)
             judged = judge_reward(model, tok, rollout, config, templates, frozen_base, progress)
+            t_gather = time.perf_counter()
+            rollout, judged = parallel.gather_step(rollout, judged, questions, config.group_size, world)
+            t_gather = time.perf_counter() - t_gather
             floored = floored_replies(rollout.texts, config.degenerate_floor, config.min_reply_words)
             if floored.any():
                 judged.rewards = np.where(floored, float(config.degenerate_floor), judged.rewards)
@@ -317,7 +341,8 @@ def _train(config: TrainConfig, run_dir: Path, loaded: LoadedModel | None, resum
             zero = np.array(grpo.zero_spread_groups(rewards, config.group_size))
             progress.stage("update", step, len(rollout.tokens), "rows")
             t_upd = time.perf_counter()
-            upd = grpo_update(model, optimizer, value_and_grad, rollout, adv, config, pid, progress)
+            rows = range(share.start * config.group_size, share.stop * config.group_size)
+            upd = grpo_update(model, optimizer, value_and_grad, rollout, adv, config, pid, progress, rows, world)
             t_update = time.perf_counter() - t_upd
             if not math.isfinite(upd["loss"]):
                 stopped = f"NaN/inf loss at step {step}; the update was not applied"
@@ -339,6 +364,7 @@ def _train(config: TrainConfig, run_dir: Path, loaded: LoadedModel | None, resum
                 "rollout_tok_s": rollout.num_tokens / max(rollout.seconds, 1e-9),
                 "judge_replies_s": len(rollout.texts) / max(judged.seconds, 1e-9),
                 "update_tok_s": upd["update_tokens"] / max(t_update, 1e-9),
+                **({"ranks": world.size, "gather_s": t_gather} if world.distributed else {}),
             }
             samples = [
                 {"step": step, "prompt_id": q.id, "prompt": q.question, "completion": text, "score": float(s),
@@ -351,21 +377,29 @@ def _train(config: TrainConfig, run_dir: Path, loaded: LoadedModel | None, resum
             ]
             evaluating = step % config.eval_every == 0 or step == config.steps
             if evaluating:
-                metrics.update(evaluate(step, "held-out evaluation"))
+                parallel.check_same_weights(model, world, step)
+                if main:
+                    metrics.update(evaluate(step, "held-out evaluation"))
             metrics["step_s"] = time.perf_counter() - t0
             metrics["peak_memory_gb"] = mx.get_peak_memory() / 2**30
-            # Metrics and samples first, then the checkpoint: a kill in between leaves a step with
-            # metrics but no checkpoint, which the resume recomputes from the previous checkpoint.
-            append_jsonl(paths.samples, samples)
-            append_jsonl(paths.metrics, [metrics])
+            if main:
+                # Metrics and samples first, then the checkpoint: a kill in between leaves a step with
+                # metrics but no checkpoint, which the resume recomputes from the previous checkpoint.
+                append_jsonl(paths.samples, samples)
+                append_jsonl(paths.metrics, [metrics])
+                if evaluating:
+                    checkpoint(step)
+                if on_step:
+                    on_step(metrics, samples)
+                if "eval_kl" in metrics and metrics["eval_kl"] > config.max_kl:
+                    stopped = f"held-out KL {metrics['eval_kl']:.2f} exceeded max_kl={config.max_kl} at step {step}"
             if evaluating:
-                checkpoint(step)
-            if on_step:
-                on_step(metrics, samples)
-            if "eval_kl" in metrics and metrics["eval_kl"] > config.max_kl:
-                stopped = f"held-out KL {metrics['eval_kl']:.2f} exceeded max_kl={config.max_kl} at step {step}"
+                stopped = broadcast_object(stopped, world)  # rank 0 evaluated: its decision holds for all
+            if stopped:
                 break
     except KeyboardInterrupt:
+        if not main:
+            raise
         summary = summarize(config, paths, "interrupted")
         progress.stage("interrupted")
         progress.flush()
@@ -375,11 +409,11 @@ def _train(config: TrainConfig, run_dir: Path, loaded: LoadedModel | None, resum
             f"Resume with: hmx-mlx train --resume {paths.root}"
         ) from None
     status = "stopped" if stopped else "finished"
-    summary = summarize(config, paths, status, stopped)
+    summary = summarize(config, paths, status, stopped) if main else {"status": status, "rank": world.rank}
     progress.stage(status)
     progress.flush()
     if stopped:
-        last = latest_checkpoint(paths)
+        last = latest_checkpoint(paths) if main else None
         raise TrainingStopped(
             f"training stopped: {stopped}. The last good checkpoint is {last.name if last else 'none'}; "
             f"lower learning_rate or raise beta, then start a new run (or resume with --resume {paths.root})."

@@ -26,6 +26,12 @@ reported as ``sampler_logp_diff``: the mean |sampler - training| log-prob per to
 
 Rows with zero advantage are left out of the forward pass when beta = 0 (their gradient is
 exactly zero) but still count in every normaliser.
+
+Data-parallel (``rows``, ``world``; docs/distributed.md): every rank holds the whole rollout
+(gathered after judging) but runs the forward and backward passes of its own ``rows`` only.
+The micro-batches and every normaliser are those of the whole rollout (``micro_batch_plan``),
+so the rank's pieces carry their share of the global loss; the gradients and the metric sums
+are then summed over ranks before clipping (the global norm) and one identical update.
 """
 
 from __future__ import annotations
@@ -63,25 +69,44 @@ def micro_batches(n_rows: int, size: int) -> list[list[int]]:
     return [list(range(s, min(s + size, n_rows))) for s in range(0, n_rows, size)]
 
 
+def micro_batch_plan(loss_type: str, lengths: np.ndarray, usable: np.ndarray, size: int,
+                     rows: range | None = None) -> list[tuple[list[int], list[int], float]]:
+    """(the micro-batch's rows held here, the rows run, their loss weight) per micro-batch of the
+    whole rollout: ``lengths`` (N,) counted tokens per row, ``usable`` (N,) bool rows with a
+    gradient, ``rows`` those of this rank (None: all). Every normaliser counts the whole rollout."""
+    mine = set(rows) if rows is not None else None
+    batches = micro_batches(len(lengths), size)
+    total_tokens = float(lengths.sum())
+    plan = []
+    for batch in batches:
+        held = [i for i in batch if mine is None or i in mine]
+        used = [i for i in held if usable[i]]
+        weight = loss_weight(loss_type, len(used), float(lengths[used].sum()), float(lengths[batch].sum()),
+                             len(batches), len(lengths), total_tokens)
+        plan.append((held, used, weight))
+    return plan
+
+
 def grpo_update(
     model, optimizer, value_and_grad, rollout: Rollout, advantages: np.ndarray, config: TrainConfig, pad_id: int,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None, rows: range | None = None, world=None,
 ) -> dict:
-    """One optimiser step on the rollout; ``progress(n)`` after each micro-batch of ``n`` rows."""
+    """One optimiser step on the rollout; ``progress(n)`` after each micro-batch of ``n`` rows.
+
+    ``rows``/``world``: this rank's rows of the (whole) rollout and the group whose gradients
+    are summed (None: one process, every row)."""
     truncated = np.array([not f for f in rollout.finished])
     lengths = np.array([len(t) for t in rollout.tokens], dtype=np.float64)
     if config.mask_truncated:
         lengths = np.where(truncated, 0.0, lengths)
-    total_rows, total_tokens = len(rollout.tokens), float(lengths.sum())
-    batches = micro_batches(total_rows, config.update_batch_size)
+    usable = (lengths > 0) & ((config.beta > 0) | (np.asarray(advantages) != 0))
     metrics = {"loss": 0.0, **{k: 0.0 for k in RATIO_KEYS}, "update_tokens": 0}
     diff_sum = diff_tokens = 0.0
     grads_sum = None
-    for rows in batches:
-        used = [i for i in rows if lengths[i] > 0 and (config.beta > 0 or advantages[i] != 0)]
+    for held, used, weight in micro_batch_plan(config.loss_type, lengths, usable, config.update_batch_size, rows):
         if not used:
-            if progress is not None:
-                progress(len(rows))
+            if progress is not None and held:
+                progress(len(held))
             continue
         batch = make_completion_batch([rollout.prompt_ids[i] for i in used], [rollout.tokens[i] for i in used],
                                       [rollout.logprobs[i] for i in used], pad_id)
@@ -92,8 +117,6 @@ def grpo_update(
         if config.beta > 0:
             with lora_disabled(model):
                 ref = mx.stop_gradient(completion_logprobs(model, batch, config.temperature))
-        weight = loss_weight(config.loss_type, len(used), float(lengths[used].sum()), float(lengths[rows].sum()),
-                             len(batches), total_rows, total_tokens)
         (loss, parts), grads = value_and_grad(model, batch, mask, mx.array(advantages[used], dtype=mx.float32), ref,
                                               weight)
         grads_sum = grads if grads_sum is None else tree_map(mx.add, grads_sum, grads)
@@ -106,7 +129,13 @@ def grpo_update(
         diff_sum += float(parts["sampler_abs_diff_sum"])
         diff_tokens += float(batch.mask.sum())
         if progress is not None:
-            progress(len(rows))
+            progress(len(held))
+    if world is not None and world.distributed:
+        grads_sum, sums = _sum_over_ranks(model, grads_sum, [metrics[k] for k in metrics] + [diff_sum, diff_tokens],
+                                          world)
+        metrics = dict(zip(metrics, sums[: len(metrics)]))
+        metrics["update_tokens"] = int(metrics["update_tokens"])
+        diff_sum, diff_tokens = sums[len(metrics):]
     if grads_sum is None:
         return {**metrics, "grad_norm": 0.0, "skipped_update": True}
     used_tokens = max(metrics["update_tokens"], 1)
@@ -119,6 +148,23 @@ def grpo_update(
     optimizer.update(model, grads_sum)
     mx.eval(model.trainable_parameters(), optimizer.state)
     return {**metrics, "grad_norm": float(norm), "skipped_update": False}
+
+
+def _sum_over_ranks(model, grads, sums: list[float], world) -> tuple[dict | None, list[float]]:
+    """The gradient and the metric sums of every rank, summed (in rank order for the metrics);
+    the gradient is None when no rank ran a row. A rank that ran none contributes zeros."""
+    from ..distributed.collectives import gather_objects, sum_tree
+
+    ran = grads is not None
+    parts = gather_objects([float(ran), *sums], world)
+    totals = [math.fsum(p[j] for p in parts) for j in range(len(parts[0]))]
+    if not totals[0]:
+        return None, totals[1:]
+    if grads is None:
+        grads = tree_map(mx.zeros_like, model.trainable_parameters())
+    grads = sum_tree(grads, world)
+    mx.eval(grads)
+    return grads, totals[1:]
 
 
 def build_value_and_grad(model, config: TrainConfig) -> Callable:
