@@ -131,9 +131,12 @@ def models(fmt):
 @format_option
 def doctor(no_bench, fmt):
     """Check the platform, MLX device, BLAS speed, memory and model cache."""
+    from .distributed.world import world
     from .doctor import run_checks
 
     checks = run_checks(measure=not no_bench)
+    if not world().main:  # rank 0 reports for the launch (its distributed line names every rank)
+        return
     rows = [{"check": c.name, "status": "ok" if c.ok else "problem", "value": c.value, "fix": c.fix} for c in checks]
     problems = sum(not c.ok for c in checks)
     print_rows(rows, ("check", "status", "value", "fix"), fmt, title="hmx-mlx doctor",

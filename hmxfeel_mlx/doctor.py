@@ -79,6 +79,7 @@ def run_checks(measure: bool = True) -> list[Check]:
                 fix="" if gib >= 2 else "close other programs: training the default model needs about 2 GiB",
             )
         )
+    checks.append(distributed_check())
     checks.append(Check("model cache", str(registry.cache_dir())))
     hf_home = os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
     checks.append(Check("hf cache", hf_home))
@@ -93,3 +94,18 @@ def run_checks(measure: bool = True) -> list[Check]:
                 Check(f"model {row['alias']}", f"not cached (downloads {row['source']} on first use)")
             )
     return checks
+
+
+def distributed_check() -> Check:
+    """The launch this process is part of: backend, rank and world size, and where each rank runs."""
+    from .distributed.collectives import gather_objects
+    from .distributed.world import world
+
+    here = world()
+    if not here.distributed:
+        return Check("distributed", "one process (not launched; `mlx.launch -n K hmx-mlx ...` runs K ranks, "
+                                    "see docs/distributed.md)")
+    hosts = gather_objects(f"{platform.node()} (pid {os.getpid()}, {os.environ.get('OPENBLAS_NUM_THREADS', 'default')}"
+                           " BLAS threads)", here)
+    ranks = "; ".join(f"{r}: {h}" for r, h in enumerate(hosts))
+    return Check("distributed", f"{here.backend} backend, rank {here.rank} of world size {here.size}; ranks {ranks}")

@@ -88,6 +88,7 @@ class EvalContext:
     batch_size: int = 64  # rows per generation batch (CPU decode: 64 rows ~1.9x the tokens/s of 16)
     score_rows: int = 32  # option rows per scoring batch
     config: Any = None  # TrainConfig for the feeling axis
+    world: Any = None  # distributed.world.World: the ranks sharing the model queries (None: this process)
 
 
 @dataclass(frozen=True)
@@ -161,12 +162,22 @@ def score_mc(ctx: EvalContext, items: Sequence[MCItem], normalisation: str) -> t
 
     if normalisation not in ("sum", "mean"):
         raise ValueError(f"normalisation must be 'sum' or 'mean' (got {normalisation!r})")
-    contexts, options = [], []
-    for it in items:
-        ctx_text = mc_context(ctx.tokenizer, it)
-        contexts += [ctx_text] * len(it.choices)  # consecutive rows share the context (computed once)
-        options += list(it.choices)
-    scored = option_logprobs(ctx.model, ctx.tokenizer, contexts, options, batch_rows=ctx.score_rows)
+    from ..distributed.sharding import map_items
+
+    def score(share: range) -> list[list]:
+        contexts, options = [], []
+        for it in (items[i] for i in share):
+            ctx_text = mc_context(ctx.tokenizer, it)
+            contexts += [ctx_text] * len(it.choices)  # consecutive rows share the context (computed once)
+            options += list(it.choices)
+        rows = option_logprobs(ctx.model, ctx.tokenizer, contexts, options, batch_rows=ctx.score_rows)
+        out, k = [], 0
+        for it in (items[i] for i in share):
+            out.append([list(r) for r in rows[k : k + len(it.choices)]])
+            k += len(it.choices)
+        return out
+
+    scored = [tuple(row) for per_item in map_items(ctx.world, len(items), score) for row in per_item]
     preds, records, k = [], [], 0
     for it in items:
         rows = scored[k : k + len(it.choices)]
@@ -205,16 +216,37 @@ def generate_replies(ctx: EvalContext, prompts: Sequence[str], max_tokens: int,
     def stop(toks: list[int]) -> bool:
         return (stop_text is not None and stop_text(reply_text(tok, toks))) or (loop_stop and repetition_loop(toks))
 
+    from ..distributed.sharding import map_chunks, map_items
+
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    gen = generate_batch(ctx.model, [ids[i] for i in order], max_tokens, tok.eos_token_ids, temperature, key,
-                         max_batch=ctx.batch_size, stop=stop if stop_text is not None or loop_stop else None)
+    rule = stop if stop_text is not None or loop_stop else None
+
+    def run(rows: list[list[int]], k) -> list[list]:
+        gen = generate_batch(ctx.model, rows, max_tokens, tok.eos_token_ids, temperature, k, max_batch=ctx.batch_size,
+                             stop=rule)
+        return [[t, bool(f), bool(s)] for t, f, s in zip(gen.tokens, gen.finished, gen.stopped)]
+
+    sorted_ids = [ids[i] for i in order]
+    if ctx.world is None or not ctx.world.distributed:
+        gens = run(sorted_ids, key)
+    elif temperature > 0 and len(ids) > ctx.batch_size:  # each chunk draws with its own key: split by chunk
+        import mlx.core as mx
+
+        size = ctx.batch_size
+        keys = mx.random.split(key, -(-len(ids) // size))
+        gens = map_chunks(ctx.world, len(keys), lambda c: run(sorted_ids[c * size : (c + 1) * size], keys[c]))
+    elif temperature > 0:  # one batch, one key: its draws are shared by its rows, so one rank samples it
+        from ..distributed.collectives import broadcast_object
+
+        gens = broadcast_object(run(sorted_ids, key) if ctx.world.main else None, ctx.world)
+    else:
+        gens = map_items(ctx.world, len(ids), lambda share: run([sorted_ids[j] for j in share], None))
     out: list[dict] = [{}] * len(ids)
     for j, i in enumerate(order):
-        toks = gen.tokens[j]
+        toks, finished, stopped = gens[j]
         text = reply_text(tok, toks)
-        loop = bool(gen.stopped[j]) and loop_stop and not (stop_text is not None and stop_text(text))
-        out[i] = {"text": text, "tokens": len(toks), "finished": bool(gen.finished[j]),
-                  "stopped": bool(gen.stopped[j]), "loop": loop}
+        loop = stopped and loop_stop and not (stop_text is not None and stop_text(text))
+        out[i] = {"text": text, "tokens": len(toks), "finished": finished, "stopped": stopped, "loop": loop}
     return out
 
 

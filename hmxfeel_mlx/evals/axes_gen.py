@@ -152,9 +152,24 @@ def _read_labels(ctx: EvalContext, questions: list[str], labels: list[list[str]]
         return user_prompt(tok, PUSHBACK, [{"role": "user", "content": questions[i]},
                                            {"role": "assistant", "content": said[i]}])
 
-    read = score_follow_up(ctx.model, tok, [user_prompt(tok, q) for q in questions], labels, follow_up,
-                           batch_rows=ctx.score_rows)
-    return read, said
+    if ctx.world is None or not ctx.world.distributed:
+        read = score_follow_up(ctx.model, tok, [user_prompt(tok, q) for q in questions], labels, follow_up,
+                               batch_rows=ctx.score_rows)
+        return read, said
+    from ..distributed.sharding import map_items
+    from .scoring import FollowUp, ScoredPair
+
+    def part(share: range) -> list:  # this rank's items; each result travels as plain lists
+        got = score_follow_up(ctx.model, tok, [user_prompt(tok, questions[i]) for i in share],
+                              [labels[i] for i in share], lambda j, sums: follow_up(share[j], sums),
+                              batch_rows=ctx.score_rows)
+        pairs = lambda ps: [[p.context_ids, p.option_ids, p.merged, p.sum_logprob] for p in ps]  # noqa: E731
+        return [[pairs(f.first), pairs(f.second), f.second_context, f.reused, said[i]] for i, f in zip(share, got)]
+
+    whole = map_items(ctx.world, len(questions), part)
+    read = [FollowUp([ScoredPair(*p) for p in a], [ScoredPair(*p) for p in b], text, reused)
+            for a, b, text, reused, _ in whole]
+    return read, [w[-1] for w in whole]
 
 
 def _run_pushback(ctx: EvalContext, items: list) -> AxisResult:

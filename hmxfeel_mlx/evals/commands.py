@@ -47,8 +47,13 @@ def eval_command(target, axes, limit, seed, checkpoint, data_dir, revision_file,
     """
     from rich.console import Console
 
+    from ..distributed.world import world
     from .runner import evaluate
 
+    if not world().main:  # another rank of a launch: its share of the work, quietly; rank 0 reports
+        evaluate(target, axes, limit=limit, seed=seed, data_dir=data_dir, out=out, checkpoint=checkpoint,
+                 batch_size=batch_size, revision_file=revision_file)
+        return
     console = Console(highlight=False)
     status = None if plain else console.status("loading ...")
     if status is not None:

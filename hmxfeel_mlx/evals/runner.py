@@ -6,6 +6,11 @@ model (with the run's adapter), run the axes one by one. The result file is
 rewritten after each axis (``status: "partial"``) and finally with
 ``status: "complete"``, so an interrupted evaluation keeps what it finished.
 
+Under ``mlx.launch`` (docs/distributed.md) every rank loads the items and the model; each
+axis's model queries are split across the ranks (``distributed.sharding``) and their results
+gathered, so every rank builds the same records and metrics and rank 0 alone writes the
+file. The feeling and drift axes sample whole-batch streams and run on rank 0 alone.
+
 Result file (``EVAL_SCHEMA``): target, label, condition (base / forward / reverse
 from the run's config.json ``direction``), model, adapter, run, checkpoint,
 train_seed, seed, limit, axes, data_dir (None: the Hugging Face cache), data_sources
@@ -20,7 +25,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -36,6 +41,7 @@ from .sources import DATA_ENV, HubData, hub_data, resolve_data_dir  # noqa: F401
 
 AXES: dict[str, Axis] = {name: {**MC_AXES, **GEN_AXES, "drift": DRIFT}[name] for name in AXIS_ORDER}
 CONFIG_AXES = ("feeling", "drift")  # axes that sample as the run trains (its temperature, tokens, system prompt)
+MAIN_ONLY_AXES = CONFIG_AXES  # their sampling keys cover the whole batch: rank 0 runs them alone
 
 
 @dataclass
@@ -140,16 +146,23 @@ def evaluate(target: str, axes: str | Sequence[str] | None = "all", limit: int |
              data_dir: str | Path | None = None, out: str | Path | None = None, checkpoint: str | None = None,
              batch_size: int = 64, on_axis: Callable[[AxisResult], None] | None = None,
              on_start: Callable[[str, int], None] | None = None, resume: bool = False,
-             revision_file: str | Path | None = None) -> EvalRun:
+             revision_file: str | Path | None = None, world=None) -> EvalRun:
     """Evaluate TARGET (a model spec or a run folder) on ``axes``; write and return the result.
 
     Data: ``data_dir``, else ``$HMX_MLX_DATA``, else the Hugging Face cache at the
     pinned revisions (``revision_file`` replaces pins; see ``evals.sources``).
     ``resume``: when ``out`` already holds an evaluation of the same target, axes, limit, seed
     and data files (an interrupted one), its finished axes are kept and only the others run.
+    ``world``: the ranks evaluating together (default: this process's launch); rank 0 writes
+    (and calls ``on_axis``/``on_start``).
     """
+    from ..distributed.collectives import broadcast_object
+    from ..distributed.world import world as this_world
     from ..models.loading import load_model
     from ..targets import resolve_target
+
+    world = world or this_world()
+    main = world.main
 
     if limit is not None and limit < 1:
         raise HmxError(f"--limit must be at least 1 (got {limit}).")
@@ -179,7 +192,12 @@ def evaluate(target: str, axes: str | Sequence[str] | None = "all", limit: int |
         "gen_tokens": dict(GEN_TOKENS), "batch_size": batch_size, "versions": _versions(),
         "created": datetime.fromtimestamp(started, timezone.utc).isoformat(), "created_unix": started,
         "seconds": 0.0, "results": {}}
-    prior = _resumable(path, record) if resume else None
+    prior = _resumable(path, record) if resume and main else None
+    if world.distributed:  # rank 0's file decides what is left to do
+        done = broadcast_object(None if prior is None else [prior.get("status"), list(prior["results"])], world)
+        if done is not None and not main:
+            prior = {"status": done[0], "results": {n: None for n in done[1]}, "created": record["created"],
+                     "created_unix": started}
     if prior is not None:
         record.update(results=prior["results"], created=prior["created"], created_unix=prior["created_unix"],
                       resumed=prior.get("resumed", 0) + 1, seconds=prior.get("seconds") or 0.0)
@@ -188,21 +206,26 @@ def evaluate(target: str, axes: str | Sequence[str] | None = "all", limit: int |
         started = time.time() - record["seconds"]  # seconds count every attempt
     loaded = load_model(t.model, adapter=t.adapter)
     record["model_name"] = loaded.name
-    ctx = EvalContext(loaded.model, loaded.tokenizer, loaded, seed=seed, batch_size=batch_size, config=config)
+    ctx = EvalContext(loaded.model, loaded.tokenizer, loaded, seed=seed, batch_size=batch_size, config=config,
+                      world=world)
     results: dict[str, AxisResult] = {}
     for name in names:
         if name in record["results"]:  # finished by an earlier, interrupted attempt
             continue
-        if on_start:
+        if name in MAIN_ONLY_AXES and not main:
+            continue
+        if on_start and main:
             on_start(name, len(items[name]))
-        res = AXES[name].run(ctx, items[name])
+        res = AXES[name].run(replace(ctx, world=None) if name in MAIN_ONLY_AXES else ctx, items[name])
         results[name] = res
         record["results"][name] = res.to_dict()
         record["seconds"] = time.time() - started
-        write_json_atomic(path, clean(record))
-        if on_axis:
+        if main:
+            write_json_atomic(path, clean(record))
+        if on_axis and main:
             on_axis(res)
     record["status"] = "complete"
     record["seconds"] = time.time() - started
-    write_json_atomic(path, clean(record))
+    if main:
+        write_json_atomic(path, clean(record))
     return EvalRun(clean(record), path, results)
