@@ -89,3 +89,21 @@ def test_collectives_on_one_rank_are_the_identity():
     assert sum_tree(tree, one) is tree
     assert map_items(one, 3, lambda r: [i * 2 for i in r]) == [0, 2, 4]
     assert map_chunks(one, 2, lambda c: [c, c]) == [0, 0, 1, 1]
+
+
+def test_doctor_reports_the_launch():
+    import json
+
+    from launching import run
+
+    # no thread count given: each rank re-executes itself with its share of the cores (2 cores, 2 ranks)
+    rows = json.loads(run(2, "doctor", "--no-bench", "--format", "json", OPENBLAS_NUM_THREADS="").stdout)
+    line = next(r for r in rows if r["check"] == "distributed")
+    assert line["status"] == "ok" and "ring backend, rank 0 of world size 2" in line["value"]
+    assert "0: " in line["value"] and "1: " in line["value"]  # rank 0 alone prints, naming both
+    import os
+
+    if (os.cpu_count() or 1) == 2 and "OpenBLAS" in next(r for r in rows if r["check"] == "blas")["value"]:
+        assert line["value"].count("1 BLAS threads") == 2
+    alone = json.loads(run(0, "doctor", "--no-bench", "--format", "json").stdout)
+    assert "one process" in next(r for r in alone if r["check"] == "distributed")["value"]
