@@ -36,7 +36,7 @@ def free_port(span: int = 4) -> int:
 
 
 def env(**extra) -> dict:
-    out = dict(os.environ, OPENBLAS_NUM_THREADS="1", **extra)
+    out = {**os.environ, "OPENBLAS_NUM_THREADS": "1", **extra}
     out.pop("_HMX_MLX_REEXEC", None)
     return out
 
