@@ -2,10 +2,11 @@
 
 A folder travels as one uint8 buffer: an 8-byte header length, a JSON header
 ``{"files": [[relative path, size], ...]}``, then the files' bytes in that order.
-``broadcast_folder`` gives rank 0's folder to every rank (a resumed run's checkpoint);
-``send_folder``/``recv_folder`` carry one rank's folder to another (a finished grid job to
-rank 0, with ``mx.distributed.send``/``recv``). ``unpack_into`` writes each file atomically
-(a temporary file in the same folder, fsync, rename), so a kill leaves whole files only.
+``broadcast_folder`` gives rank 0's folder to every rank (a resumed run's checkpoint); the
+grid (``experiment.grid``) broadcasts jobs' inputs and all-gathers their outputs the same way.
+(Collectives rather than ``send``/``recv``: the ring backend sends only to a rank's two
+neighbours.) ``write_files`` writes each file atomically (a temporary file in the same folder,
+fsync, rename), so a kill leaves whole files only.
 """
 
 from __future__ import annotations
@@ -23,22 +24,39 @@ from .world import World
 HEADER = 8
 
 
-def pack_folder(root: Path, skip: tuple[str, ...] = ()) -> np.ndarray:
-    """Every regular file under ``root`` (sorted; names starting with ``skip`` prefixes and
-    hidden temporary folders left out), as one uint8 buffer."""
+def collect(root: Path, rels: list[str] | None = None) -> dict[str, bytes]:
+    """The regular files under ``root`` (or under its entries ``rels``: folders or files), by
+    path relative to ``root``, sorted; hidden names (temporary folders of a killed write, lock
+    files) are left out."""
     root = Path(root)
-    files = []
-    if root.is_dir():
-        for p in sorted(root.rglob("*")):
-            rel = p.relative_to(root).as_posix()
-            if p.is_file() and not rel.startswith(skip) and not any(part.startswith(".") for part in p.relative_to(root).parts):
-                files.append((rel, p.read_bytes()))
-    header = json.dumps({"files": [[rel, len(data)] for rel, data in files]}).encode("utf-8")
+    tops = [root] if rels is None else [root / r for r in rels]
+    found = []
+    for top in tops:
+        if top.is_file():
+            found.append(top)
+        elif top.is_dir():
+            found += [p for p in top.rglob("*") if p.is_file()]
+    out = {}
+    for p in sorted(set(found)):
+        rel = p.relative_to(root)
+        if not any(part.startswith(".") for part in rel.parts):
+            out[rel.as_posix()] = p.read_bytes()
+    return out
+
+
+def pack_files(files: dict[str, bytes]) -> np.ndarray:
+    """Files (relative path -> bytes) as one uint8 buffer."""
+    header = json.dumps({"files": [[rel, len(data)] for rel, data in files.items()]}).encode("utf-8")
     out = bytearray(len(header).to_bytes(HEADER, "little"))
     out += header
-    for _, data in files:
+    for data in files.values():
         out += data
     return np.frombuffer(bytes(out), dtype=np.uint8)
+
+
+def pack_folder(root: Path, rels: list[str] | None = None) -> np.ndarray:
+    """Every file under ``root`` (or its entries ``rels``) as one uint8 buffer (``collect``)."""
+    return pack_files(collect(root, rels))
 
 
 def unpack(buf: np.ndarray) -> dict[str, bytes]:
@@ -54,11 +72,17 @@ def unpack(buf: np.ndarray) -> dict[str, bytes]:
 
 def unpack_into(buf: np.ndarray, root: Path) -> list[Path]:
     """Write the buffer's files under ``root``, each atomically; return their paths."""
+    return write_files(unpack(buf), root)
+
+
+def write_files(files: dict[str, bytes], root: Path) -> list[Path]:
+    """Write files (relative path -> bytes) under ``root``, each atomically (temporary file in
+    the same folder, fsync, rename); return their paths."""
     written = []
-    for rel, data in unpack(buf).items():
-        target = Path(root) / rel
+    for rel, data in files.items():
         if ".." in Path(rel).parts or Path(rel).is_absolute():
             raise ValueError(f"refusing to write {rel!r} outside {root}")
+        target = Path(root) / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         try:
@@ -82,25 +106,5 @@ def broadcast_folder(root: Path | None, world: World) -> np.ndarray:
     return broadcast_bytes(data, world)
 
 
-def send_folder(root: Path, dst: int, world: World) -> None:
-    """Send ``root``'s files to rank ``dst`` (which calls ``recv_folder``)."""
-    import mlx.core as mx
-
-    buf = pack_folder(root)
-    mx.eval(mx.distributed.send(mx.array([len(buf)], dtype=mx.int64), dst, group=world.group, stream=mx.cpu))
-    if len(buf):
-        mx.eval(mx.distributed.send(mx.array(buf), dst, group=world.group, stream=mx.cpu))
-
-
-def recv_folder(src: int, world: World) -> np.ndarray:
-    """The buffer rank ``src`` sent with ``send_folder``."""
-    import mlx.core as mx
-
-    n = int(np.array(mx.distributed.recv((1,), mx.int64, src, group=world.group, stream=mx.cpu))[0])
-    if n == 0:
-        return np.zeros(0, dtype=np.uint8)
-    return np.array(mx.distributed.recv((n,), mx.uint8, src, group=world.group, stream=mx.cpu))
-
-
-__all__ = ["broadcast_folder", "gather_objects", "pack_folder", "recv_folder", "send_folder", "unpack",
-           "unpack_into"]
+__all__ = ["broadcast_folder", "collect", "gather_objects", "pack_files", "pack_folder", "unpack", "unpack_into",
+           "write_files"]

@@ -72,12 +72,21 @@ def replicate_command(model, seeds, directions, axes, limit, out, config_file, s
     """
     from rich.console import Console
 
+    from ..distributed.world import world
     from .runner import replicate
 
     spec = build_settings(model, seeds, directions, axes, limit, config_file, settings, selection, eval_seed)
     root = Path(out) if out else default_out(model)
     console = Console(file=sys.stdout)
-    if plain or not console.is_terminal or console.is_dumb_terminal:
+    here = world()
+    if here.distributed:  # mlx.launch: the jobs spread over the ranks (experiment.grid); rank 0 reports
+        from .grid import run_grid
+
+        exp = run_grid(spec, root, here, data_dir, batch_size, on_event=_plain_event, on_step=_plain_step,
+                       on_stage=_plain_stage)
+        if exp is None:
+            return
+    elif plain or not console.is_terminal or console.is_dumb_terminal:
         exp = replicate(spec, root, data_dir, batch_size, on_event=_plain_event, on_step=_plain_step,
                         on_stage=_plain_stage)
     else:
@@ -91,7 +100,8 @@ def replicate_command(model, seeds, directions, axes, limit, out, config_file, s
 def _plain_event(exp, job, event: str) -> None:
     extra = f" ({job.note})" if event == "done" and job.note else ""
     extra += f": {job.error}" if event == "failed" and job.error else ""
-    click.echo(f"{job.id}: {event}{extra} [{job.seconds:.0f} s]" if event != "start" else f"{job.id}: start")
+    click.echo(f"{job.id}: {event}{extra} [{job.seconds:.0f} s]" if not event.startswith("start")
+               else f"{job.id}: {event}")
 
 
 def _plain_stage(state: dict) -> None:

@@ -1,6 +1,7 @@
 """The jobs of an experiment: each one reads and writes only folders and files.
 
-A training is ``trainer.train`` into ``EXP/runs/<direction>-s<seed>`` (resumed from its last
+``world``: the ranks a training or an evaluation runs on (None: this process's launch; the
+grid passes one rank, as each of its ranks runs whole jobs). A training is ``trainer.train`` into ``EXP/runs/<direction>-s<seed>`` (resumed from its last
 checkpoint when the folder already holds a run), an evaluation is ``evals.runner.evaluate``
 into ``EXP/evals/<name>.json`` (resumed from its last finished axis), pairing reads the
 runs' summary.json, the comparison reads the evaluation files. So every job can be killed
@@ -28,7 +29,7 @@ def train_config(exp: Experiment, direction: str, seed: int):
     return resolve_config(overrides={"model": s.model, "direction": direction, "seed": seed}, settings=s.overrides)
 
 
-def run_train(exp: Experiment, job: Job, progress: Progress, on_step=None) -> str | None:
+def run_train(exp: Experiment, job: Job, progress: Progress, on_step=None, world=None) -> str | None:
     """Train (or resume) one run; returns a note for the plan (resumed, stopped early)."""
     from ..runfolder import RunPaths
     from ..training.checkpoint import latest_checkpoint
@@ -56,7 +57,7 @@ def run_train(exp: Experiment, job: Job, progress: Progress, on_step=None) -> st
     progress(stage="training", done=0 if last is None else int(last.name.split("_")[1]), total=config.steps,
              unit="steps")
     try:
-        train(config, run, resume=resume, on_step=on_train_step)
+        train(config, run, resume=resume, on_step=on_train_step, world=world)
     except TrainingStopped as e:
         summary = read_json(paths.summary, "run summary") if paths.summary.is_file() else {}
         if summary.get("status") == "interrupted":
@@ -66,7 +67,7 @@ def run_train(exp: Experiment, job: Job, progress: Progress, on_step=None) -> st
 
 
 def run_eval(exp: Experiment, job: Job, progress: Progress, data_dir: str | Path | None,
-             batch_size: int = 64) -> None:
+             batch_size: int = 64, world=None) -> None:
     from ..evals.runner import evaluate
 
     s = exp.settings
@@ -83,7 +84,8 @@ def run_eval(exp: Experiment, job: Job, progress: Progress, data_dir: str | Path
         progress(stage=f"eval {res.name} done", done=len(done), total=len(s.axes), unit="axes")
 
     evaluate(target, s.axes, limit=s.limit, seed=s.eval_seed, data_dir=data_dir, out=exp.path(job.out),
-             checkpoint=job.checkpoint, batch_size=batch_size, on_start=on_start, on_axis=on_axis, resume=True)
+             checkpoint=job.checkpoint, batch_size=batch_size, on_start=on_start, on_axis=on_axis, resume=True,
+             world=world)
 
 
 def _run_state(exp: Experiment, direction: str, seed: int) -> tuple[str, dict, set[int], float]:

@@ -93,6 +93,21 @@ def build_jobs(settings: Settings) -> list[Job]:
     return jobs
 
 
+def requires(job: Job, jobs: list[Job]) -> list[str]:
+    """The jobs ``job`` needs done first (the order ``build_jobs`` runs them in says the same):
+    pairing needs every training; a run's evaluation its training and the pairing (which picks
+    its checkpoint); the comparison every evaluation; the report the comparison."""
+    if job.kind == "pair":
+        return [j.id for j in jobs if j.kind == "train"]
+    if job.kind == "eval" and job.run:
+        return [j.id for j in jobs if j.kind == "train" and j.run == job.run] + ["pair"]
+    if job.kind == "compare":
+        return [j.id for j in jobs if j.kind == "eval"]
+    if job.kind == "report":
+        return ["compare"]
+    return []  # the base evaluation and the trainings need nothing
+
+
 @dataclass
 class Experiment:
     """An experiment folder: its settings and plan, read and written atomically."""

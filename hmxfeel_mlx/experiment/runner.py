@@ -82,11 +82,12 @@ class ProgressFile:
         self._write(force=True)
 
 
-def run_job(exp: Experiment, job: Job, progress: ProgressFile, data_dir, batch_size: int, on_step=None) -> str | None:
+def run_job(exp: Experiment, job: Job, progress: ProgressFile, data_dir, batch_size: int, on_step=None,
+            world=None) -> str | None:
     if job.kind == "train":
-        return J.run_train(exp, job, progress, on_step)
+        return J.run_train(exp, job, progress, on_step, world)
     if job.kind == "eval":
-        J.run_eval(exp, job, progress, data_dir, batch_size)
+        J.run_eval(exp, job, progress, data_dir, batch_size, world)
         return None
     if job.kind == "pair":
         return J.run_pair(exp, job)
