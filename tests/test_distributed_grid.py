@@ -75,6 +75,8 @@ def test_two_ranks_run_the_grid_to_the_same_plan_and_files(reference, tiny_model
     assert all(j["state"] == "done" and j["attempts"] == 1 for j in plan.values())
     assert list(plan) == list(_plan(reference))
     assert _files(out) == _files(reference) and not (out / ".rank1").exists()
+    rec = json.loads((out / "evals" / "reverse-s0.json").read_text())  # evaluated on rank 1, in its work folder
+    assert rec["run"] == str(out / "runs" / "reverse-s0") and ".rank1" not in json.dumps(rec)
 
 
 def _rank_pid(rank: int, marker: str) -> int | None:

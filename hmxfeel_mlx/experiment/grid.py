@@ -161,6 +161,8 @@ def _serve(settings: Settings, root: Path, world: World, data_dir, batch_size: i
             try:
                 note = run_job(exp, job, ProgressFile(work), data_dir, batch_size, world=single())
                 outcome = {"state": "done", "note": note}
+                if job.kind == "eval":
+                    _rebase(work / job.out, work, root)
                 out = collect(work, job_outputs(job))
             except HmxError as e:
                 outcome = {"state": "failed", "error": str(e)}
@@ -169,6 +171,18 @@ def _serve(settings: Settings, root: Path, world: World, data_dir, batch_size: i
         if job is not None:
             for rel in job_inputs(job) + job_outputs(job):
                 _remove(work / rel)
+
+
+def _rebase(result: Path, work: Path, root: Path) -> None:
+    """An evaluation run in a work folder names its run there: name the experiment's instead."""
+    from ..runfolder import read_json, write_json_atomic
+
+    record = read_json(result, "evaluation result")
+    for key in ("target", "run", "adapter"):
+        value = record.get(key)
+        if isinstance(value, str) and value.startswith(str(work)):
+            record[key] = str(root) + value[len(str(work)):]
+    write_json_atomic(result, record)
 
 
 def _remove(path: Path) -> None:
