@@ -131,11 +131,15 @@ def grpo_update(
         if progress is not None:
             progress(len(held))
     if world is not None and world.distributed:
+        import time
+
+        t0 = time.perf_counter()
         grads_sum, sums = _sum_over_ranks(model, grads_sum, [metrics[k] for k in metrics] + [diff_sum, diff_tokens],
                                           world)
         metrics = dict(zip(metrics, sums[: len(metrics)]))
         metrics["update_tokens"] = int(metrics["update_tokens"])
         diff_sum, diff_tokens = sums[len(metrics):]
+        metrics["allreduce_s"] = time.perf_counter() - t0  # includes waiting for the slowest rank
     if grads_sum is None:
         return {**metrics, "grad_norm": 0.0, "skipped_update": True}
     used_tokens = max(metrics["update_tokens"], 1)
