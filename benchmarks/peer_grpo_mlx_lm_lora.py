@@ -42,19 +42,7 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-
-def active_blas() -> str:
-    try:
-        maps = Path("/proc/self/maps").read_text()
-    except OSError:
-        return "unknown"
-    libs = sorted({line.split()[-1] for line in maps.splitlines() if "blas" in line.lower() and "/" in line})
-    openblas = [p for p in libs if "openblas" in p and "numpy.libs" not in p and "scipy_openblas" not in p]
-    if openblas:
-        return f"OpenBLAS ({openblas[0]})"
-    if any("mlx_cpu.libs" in p for p in libs):
-        return "reference BLAS bundled with mlx[cpu] (slow)"
-    return libs[0] if libs else "none loaded"
+from peer_blas import active_blas  # benchmarks/ is sys.path[0] when this file is run
 
 
 def main(spec_path: str) -> None:

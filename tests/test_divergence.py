@@ -134,3 +134,23 @@ def test_the_base_is_at_zero_and_bad_calls_say_why(tiny_model_dir):
         kl_to_base(loaded.model, [[5]], [[6]], 0.0, pad_id=0)
     with pytest.raises(ValueError, match="one prompt per reply"):
         kl_to_base(loaded.model, [[5]], [[6], [7]], 1.0, pad_id=0)
+
+
+def test_a_policy_that_is_its_base_is_not_run_and_computing_it_gives_the_same_zeros(tiny_model_dir, monkeypatch):
+    import hmxfeel_mlx.training.divergence as D
+
+    loaded = load_model(str(tiny_model_dir))
+    attach_lora(loaded.model, resolve_config(overrides={"model": str(tiny_model_dir)}))  # lora_b = 0
+    prompts, replies = [[5, 6], [7, 8, 9]], [[8, 9, 10], [11, 12]]
+    assert D.policy_is_base(loaded.model)
+    seen = []
+    shortcut = D.kl_rows(loaded.model, prompts, replies, 0.7, 0, progress=seen.append)
+    assert shortcut == ([0.0, 0.0], [0.0, 0.0], [3, 2]) and seen == [2]
+    monkeypatch.setattr(D, "policy_is_base", lambda model: False)  # the whole computation: the same zeros
+    assert D.kl_rows(loaded.model, prompts, replies, 0.7, 0) == shortcut
+    monkeypatch.undo()
+    lora_b = next(m for _, m in loaded.model.named_modules() if hasattr(m, "lora_b"))
+    lora_b.lora_b = lora_b.lora_b + 1e-3  # one adapter moved: the policy is no longer its base
+    assert not D.policy_is_base(loaded.model)
+    moved = D.kl_rows(loaded.model, prompts, replies, 0.7, 0)
+    assert any(v != 0.0 for v in moved[0])

@@ -61,7 +61,8 @@ def test_a_base_model_has_zero_drift(tiny):
 
 @needs_data
 def test_an_untrained_adapter_measures_exactly_zero_when_computed(tiny_model_dir, tiny):
-    """A freshly attached LoRA (lora_b = 0) goes through the whole computation and is its base."""
+    """A freshly attached LoRA (lora_b = 0) is its base: the sampling and reference log-likelihoods run, and
+    the KL, known to be exactly 0 (``divergence.policy_is_base``, tested there against computing it), is 0."""
     from hmxfeel_mlx.models.loading import load_model
     from hmxfeel_mlx.training.trainer import attach_lora
 

@@ -15,6 +15,7 @@ not depend on which other rows share its batch (data-parallel rollouts).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -196,15 +197,65 @@ def shared_prefix_len(prompts: list[list[int]]) -> int:
     return max(n, 0)
 
 
+class PrefixStore:
+    """Key/value caches of shared prompt prefixes, computed once and reused by later prefills.
+
+    Only for a model whose weights do not change between the calls: the frozen-base judge,
+    whose every prompt in a run begins with the same rubric and examples (SmolLM2's few-shot
+    rubric: 355 tokens before the question). Holds up to ``capacity`` prefixes, the least
+    recently used dropped first."""
+
+    def __init__(self, capacity: int = 4):
+        self.capacity = capacity
+        self._entries: OrderedDict[tuple[int, ...], list[tuple[mx.array, mx.array]]] = OrderedDict()
+        self.hits = 0  # prefills that reused a stored prefix
+
+    def longest(self, tokens: list[int]) -> tuple[int, list[tuple[mx.array, mx.array]] | None]:
+        """The longest stored prefix of ``tokens``: its length and per-layer (keys, values)."""
+        best: tuple[int, ...] | None = None
+        for key in self._entries:
+            if len(key) <= len(tokens) and (best is None or len(key) > len(best)) and tuple(tokens[: len(key)]) == key:
+                best = key
+        if best is None:
+            return 0, None
+        self._entries.move_to_end(best)
+        return len(best), self._entries[best]
+
+    def put(self, tokens: list[int], layers: list[tuple[mx.array, mx.array]]) -> None:
+        self._entries[tuple(tokens)] = layers
+        self._entries.move_to_end(tuple(tokens))
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
+
+def _fill_prefix(model, prefix: list[int], head: list, store: PrefixStore | None) -> None:
+    """Fill the batch-1 caches ``head`` with ``prefix``, starting from the longest stored part of it."""
+    start = 0
+    if store is not None:
+        start, layers = store.longest(prefix)
+        if layers is not None:
+            for c, (k, v) in zip(head, layers):
+                c.keys, c.values, c.offset = k, v, start
+            store.hits += 1
+    if start < len(prefix):
+        _fill(model, mx.array([prefix[start:]], dtype=mx.int32), head)
+        if store is not None:
+            layers = [(c.keys[..., : c.offset, :], c.values[..., : c.offset, :]) for c in head]
+            mx.eval(layers)
+            store.put(prefix, layers)
+
+
 @inference()
-def prefill(model, prompts: list[list[int]], min_shared: int = 16, joinable: bool = False) -> tuple[mx.array, list]:
+def prefill(model, prompts: list[list[int]], min_shared: int = 16, joinable: bool = False,
+            prefixes: PrefixStore | None = None) -> tuple[mx.array, list]:
     """Run the prompts once; return the last-position logits (B, V) and the cache.
 
     When the prompts share a prefix of at least ``min_shared`` tokens (the G copies
     of a rollout prompt, judge prompts with a common rubric, a question's answer
     options), the prefix is computed once and shared by all rows. ``joinable``
     asks for caches another prefill's can be joined to (``SharedPrefixCache.extend``);
-    see ``joinable_caches`` for the models that have them.
+    see ``joinable_caches`` for the models that have them. ``prefixes`` keeps shared prefixes
+    for later calls on the same, unchanged weights (``PrefixStore``).
     """
     from mlx_lm.models.cache import make_prompt_cache
 
@@ -213,7 +264,7 @@ def prefill(model, prompts: list[list[int]], min_shared: int = 16, joinable: boo
     head = make_prompt_cache(model) if shared or joinable else None
     if head is not None and joinable_caches(head):
         if shared:
-            _fill(model, mx.array([prompts[0][:shared]], dtype=mx.int32), head)
+            _fill_prefix(model, prompts[0][:shared], head, prefixes)
         x, pads = left_pad([p[shared:] for p in prompts])
         cls = _shared_prefix_cache_class()
         if shared:
@@ -288,6 +339,7 @@ def generate_batch(
     max_batch: int | None = None,
     stop: Callable[[list[int]], bool] | None = None,
     progress: Callable[[int], None] | None = None,
+    prefixes: PrefixStore | None = None,
 ) -> Generation:
     """Sample (or greedily decode when temperature is 0) completions for each prompt.
 
@@ -303,7 +355,7 @@ def generate_batch(
     that row when it returns True (``Generation.stopped``).
     ``progress(n)``, called once per decode step, reports the token budget used since the
     last call: one per row that drew a token, plus the unused budget of rows that ended,
-    so the calls add up to ``len(prompts) * max_tokens``.
+    so the calls add up to ``len(prompts) * max_tokens``. ``prefixes``: see ``prefill``.
     """
     if temperature > 0 and key is None:
         raise ValueError("sampling needs an explicit random key")
@@ -316,8 +368,8 @@ def generate_batch(
             keys = [key[i : i + max_batch] for i in range(0, len(prompts), max_batch)]
         else:
             keys = mx.random.split(key, len(chunks)) if key is not None else [None] * len(chunks)
-        parts = [generate_batch(model, c, max_tokens, eos_ids, temperature, k, stop=stop, progress=progress)
-                 for c, k in zip(chunks, keys)]
+        parts = [generate_batch(model, c, max_tokens, eos_ids, temperature, k, stop=stop, progress=progress,
+                                prefixes=prefixes) for c, k in zip(chunks, keys)]
         return Generation(
             tokens=[t for p in parts for t in p.tokens],
             logprobs=[lp for p in parts for lp in p.logprobs],
@@ -346,7 +398,7 @@ def generate_batch(
         if waiting < n and (not active or room >= max(1, width // 4)):
             new = list(range(waiting, min(n, waiting + room)))
             waiting += len(new)
-            new_logits, new_cache = prefill(model, [prompts[i] for i in new], joinable=refill)
+            new_logits, new_cache = prefill(model, [prompts[i] for i in new], joinable=refill, prefixes=prefixes)
             if active:
                 for c, extra in zip(cache, new_cache):
                     c.extend(extra)
@@ -416,12 +468,14 @@ def sample_tokens(logits: mx.array, temperature: float,
 
 
 @inference()
-def next_token_logprobs(model, prompts: list[list[int]], max_batch: int | None = None) -> mx.array:
+def next_token_logprobs(model, prompts: list[list[int]], max_batch: int | None = None,
+                        prefixes: PrefixStore | None = None) -> mx.array:
     """log p(next token | prompt) for each prompt, (B, V) float32, one prefill."""
     if max_batch and len(prompts) > max_batch:
-        parts = [next_token_logprobs(model, prompts[i : i + max_batch]) for i in range(0, len(prompts), max_batch)]
+        parts = [next_token_logprobs(model, prompts[i : i + max_batch], prefixes=prefixes)
+                 for i in range(0, len(prompts), max_batch)]
         return mx.concatenate(parts, axis=0)
-    logits, _ = prefill(model, prompts)
+    logits, _ = prefill(model, prompts, prefixes=prefixes)
     out = _log_softmax(logits, 1.0)
     mx.eval(out)
     return out

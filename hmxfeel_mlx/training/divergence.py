@@ -34,7 +34,7 @@ from typing import Callable
 import mlx.core as mx
 import numpy as np
 
-from ..models.completions import completion_logprobs, make_completion_batch
+from ..models.completions import completion_logprobs, frozen_states, make_completion_batch
 from . import grpo
 from .judge import lora_disabled
 from .rollout import mean_and_stderr
@@ -86,6 +86,13 @@ def kl_terms(policy_logp: mx.array, base_logp: mx.array, mask: mx.array) -> tupl
     return k1, k3
 
 
+def policy_is_base(model) -> bool:
+    """Whether the LoRA layers change nothing: none at all, or every ``lora_b`` exactly 0 (as
+    mlx-lm initialises them). The policy's log-probs are then the base's, bit for bit, and
+    every k1 and k3 term is exactly 0."""
+    return all(not bool(mx.any(m.lora_b != 0)) for _, m in model.named_modules() if hasattr(m, "lora_b"))
+
+
 def kl_rows(
     model,
     prompt_ids: list[list[int]],
@@ -104,14 +111,19 @@ def kl_rows(
     if len(prompt_ids) != len(tokens):
         raise ValueError(f"{len(prompt_ids)} prompts for {len(tokens)} replies; give one prompt per reply")
     k1_rows, k3_rows = [0.0] * len(tokens), [0.0] * len(tokens)
+    if policy_is_base(model):  # every term is exactly 0: nothing to run (a run's step 0)
+        if progress is not None:
+            progress(len(tokens))
+        return k1_rows, k3_rows, [len(t) for t in tokens]
     for s in range(0, len(tokens), rows):
         idx = [i for i in range(s, min(s + rows, len(tokens))) if tokens[i]]
         if idx:
             batch = make_completion_batch([prompt_ids[i] for i in idx], [tokens[i] for i in idx],
                                           [[0.0] * len(tokens[i]) for i in idx], pad_id)
-            policy = completion_logprobs(model, batch, temperature)
+            frozen = frozen_states(model, batch)  # blocks without LoRA: the same for policy and base
+            policy = completion_logprobs(model, batch, temperature, frozen=frozen)
             with lora_disabled(model):
-                base = completion_logprobs(model, batch, temperature)
+                base = completion_logprobs(model, batch, temperature, frozen=frozen)
             k1, k3 = kl_terms(policy, base, batch.mask)
             mx.eval(k1, k3)
             for i, a, b in zip(idx, np.asarray(k1).tolist(), np.asarray(k3).tolist()):

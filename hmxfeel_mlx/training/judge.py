@@ -31,7 +31,7 @@ import mlx.core as mx
 import numpy as np
 
 from ..models.chat import render_prompt, reply_text
-from ..models.generation import generate_batch, next_token_logprobs, prefill
+from ..models.generation import PrefixStore, generate_batch, next_token_logprobs, prefill
 from .prompts import JudgeTemplate
 
 SCORE_MODES = ("text", "logprob")
@@ -121,22 +121,23 @@ def score_distribution(model, tokenizer, prompts: list[list[int]], max_batch: in
 
 def score_distribution_and_mass(
     model, tokenizer, prompts: list[list[int]], max_batch: int | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None, prefixes: PrefixStore | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``score_distribution`` and, per prompt, the probability mass on the score tokens
     before renormalising, (B,). With "10" split into "1" + "0" the split of p("1") into
     p(1) and p(10) keeps its sum, so the mass is p(first token is a digit) in both cases.
-    ``progress(n)`` is called after each batch of ``n`` prompts."""
+    ``progress(n)`` is called after each batch of ``n`` prompts; ``prefixes``: see ``score_replies``."""
     st = score_tokens(tokenizer)
     if max_batch and len(prompts) > max_batch:
-        parts = [score_distribution_and_mass(model, tokenizer, prompts[i : i + max_batch], progress=progress)
+        parts = [score_distribution_and_mass(model, tokenizer, prompts[i : i + max_batch], progress=progress,
+                                             prefixes=prefixes)
                  for i in range(0, len(prompts), max_batch)]
         return np.concatenate([p for p, _ in parts]), np.concatenate([m for _, m in parts])
     if st.ten is not None:
-        lp = np.asarray(next_token_logprobs(model, prompts))  # (B, V)
+        lp = np.asarray(next_token_logprobs(model, prompts, prefixes=prefixes))  # (B, V)
         p = np.exp(lp[:, st.digits + [st.ten]].astype(np.float64))
     else:
-        logits, cache = prefill(model, prompts)
+        logits, cache = prefill(model, prompts, prefixes=prefixes)
         first = logits.astype(mx.float32)
         first = first - mx.logsumexp(first, axis=-1, keepdims=True)
         one = mx.full((len(prompts), 1), st.digits[1], dtype=mx.int32)
@@ -167,20 +168,23 @@ def score_replies(
     max_verdict_tokens: int = 8,
     max_batch: int | None = 64,
     progress: Callable[[int], None] | None = None,
+    prefixes: PrefixStore | None = None,
 ) -> list[JudgeVerdict]:
     """Score every (question, reply) pair in one batched pass of the judge.
 
-    ``progress`` receives the work done (see ``judge_work`` for its total and unit)."""
+    ``progress`` receives the work done (see ``judge_work`` for its total and unit).
+    ``prefixes`` keeps the rubric's shared prefix across calls; only for a judge whose weights
+    never change between them (the frozen base), since a stored prefix is never recomputed."""
     if mode not in SCORE_MODES:
         raise ValueError(f"unknown judge mode {mode!r}; use one of {SCORE_MODES}")
     prompts = judge_prompts(tokenizer, template, pairs, mode)
     if mode == "logprob":
         if template.format == "completion":
             check_completion_scoring(tokenizer)
-        probs, mass = score_distribution_and_mass(model, tokenizer, prompts, max_batch, progress)
+        probs, mass = score_distribution_and_mass(model, tokenizer, prompts, max_batch, progress, prefixes)
         expected = probs @ np.arange(11, dtype=np.float64)
         return [JudgeVerdict(float(s), probs=p.tolist(), mass=float(m)) for s, p, m in zip(expected, probs, mass)]
     gen = generate_batch(model, prompts, max_verdict_tokens, tokenizer.eos_token_ids, 0.0, max_batch=max_batch,
-                         progress=progress)
+                         progress=progress, prefixes=prefixes)
     texts = [reply_text(tokenizer, toks) for toks in gen.tokens]
     return [JudgeVerdict(parse_score(t), text=t) for t in texts]

@@ -45,7 +45,7 @@ import mlx.optimizers as optim
 import numpy as np
 from mlx.utils import tree_map
 
-from ..models.completions import CompletionBatch, completion_logprobs, make_completion_batch
+from ..models.completions import CompletionBatch, completion_logprobs, frozen_states, make_completion_batch
 from . import grpo
 from .config import TrainConfig
 from .judge import lora_disabled
@@ -113,12 +113,13 @@ def grpo_update(
         mask = batch.mask
         if config.mask_truncated:
             mask = grpo.mask_truncated(mask, mx.array(truncated[used]))
+        frozen = frozen_states(model, batch)  # the blocks below the LoRA ones, run once for policy and base
         ref = None
         if config.beta > 0:
             with lora_disabled(model):
-                ref = mx.stop_gradient(completion_logprobs(model, batch, config.temperature))
+                ref = mx.stop_gradient(completion_logprobs(model, batch, config.temperature, frozen=frozen))
         (loss, parts), grads = value_and_grad(model, batch, mask, mx.array(advantages[used], dtype=mx.float32), ref,
-                                              weight)
+                                              weight, frozen)
         grads_sum = grads if grads_sum is None else tree_map(mx.add, grads_sum, grads)
         mx.eval(loss, parts, grads_sum)
         chunk_tokens = float(mask.sum())
@@ -174,8 +175,8 @@ def _sum_over_ranks(model, grads, sums: list[float], world) -> tuple[dict | None
 def build_value_and_grad(model, config: TrainConfig) -> Callable:
     """The loss and its gradient, built once (mlx-lm's trainer habit)."""
 
-    def loss_fn(model, batch: CompletionBatch, mask, adv, ref, weight):
-        logp = completion_logprobs(model, batch, config.temperature)
+    def loss_fn(model, batch: CompletionBatch, mask, adv, ref, weight, frozen=None):
+        logp = completion_logprobs(model, batch, config.temperature, frozen=frozen)
         loss, parts = grpo.grpo_loss(
             logp, mx.stop_gradient(logp), adv, mask, ref_logp=ref, beta=config.beta, epsilon=config.epsilon,
             epsilon_high=config.epsilon_high, loss_type=config.loss_type, max_completion_length=config.max_new_tokens,
