@@ -200,11 +200,12 @@ def train(model, direction, seed, steps, run_dir, config_file, resume, group_siz
     given = {k: v for k, v in flags.items() if v is not None}
     named = _parse_settings(settings)
     _refuse_twice(given, named, settings)
+    from .distributed.training import shared_config
     from .distributed.world import world
 
     here = world()
     if resume and not here.main:  # rank 0 reads the run's config (the folder may be on its disk only)
-        config, run = _launched_config(None, here), Path(resume)
+        config, run = shared_config(None, here), Path(resume)
     elif resume:
         for option, value in (("--config", config_file), ("--run-dir", run_dir)):
             if value:
@@ -214,12 +215,12 @@ def train(model, direction, seed, steps, run_dir, config_file, resume, group_siz
         run = Path(resume)
         if not (run / "config.json").is_file():
             raise HmxError(f"--resume {resume}: no run there (no config.json). Pass a folder `hmx-mlx train` wrote.")
-        config = _launched_config(resume_config(run, given, named), here)
+        config = shared_config(resume_config(run, given, named), here)
     else:
         config = resolve_config(config_file, given, settings=named)
         run = Path(run_dir or _default_run_dir(config))
         if here.distributed:  # one folder name for every rank (the default one has the time in it)
-            run = Path(_launched_config(str(run), here))
+            run = Path(shared_config(str(run), here))
     if print_config:
         if here.main:
             click.echo(json.dumps(config.to_dict(), indent=2))
@@ -240,17 +241,6 @@ def train(model, direction, seed, steps, run_dir, config_file, resume, group_siz
     display.close()
     click.echo(f"run: {result.run_dir}")
     click.echo(format_summary(result.summary))
-
-
-def _launched_config(value, here):
-    """Rank 0's value on every rank of a launch (a TrainConfig or a string); as it is on one rank."""
-    if not here.distributed:
-        return value
-    from .distributed.collectives import broadcast_object
-    from .training.config import TrainConfig, resolve_config
-
-    data = broadcast_object(value.to_dict() if isinstance(value, TrainConfig) else value, here)
-    return resolve_config(base=data) if isinstance(data, dict) else data
 
 
 def _refuse_twice(given: dict, named: dict, raw: tuple[str, ...]) -> None:

@@ -86,3 +86,15 @@ def check_same_weights(model, world: World, step: int) -> None:
     prints = gather_objects(weights_fingerprint(model), world)
     if any(not math.isclose(p, prints[0], rel_tol=0, abs_tol=0) for p in prints):
         raise RuntimeError(f"ranks disagree on the weights after step {step}: fingerprints {prints}")
+
+
+def shared_config(value, world: World):
+    """Rank 0's value on every rank of a launch (a TrainConfig or a string: the run's folder, whose
+    default name holds the time), as it is with one rank."""
+    if not world.distributed:
+        return value
+    from ..training.config import TrainConfig, resolve_config
+    from .collectives import broadcast_object
+
+    data = broadcast_object(value.to_dict() if isinstance(value, TrainConfig) else value, world)
+    return resolve_config(base=data) if isinstance(data, dict) else data
