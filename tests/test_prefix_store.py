@@ -4,6 +4,7 @@ calls reuse its keys and values and score exactly what they score without it."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from hmxfeel_mlx.models.generation import PrefixStore, generate_batch, prefill
 from hmxfeel_mlx.models.loading import load_model
@@ -55,3 +56,48 @@ def test_a_stored_prefix_is_extended_and_never_changed(tiny_model_dir):
     assert store.longest(shared)[0] == 0 and len(store._entries) == 2
     gen = generate_batch(model, b, 3, eos_ids=[-1], prefixes=store)
     assert gen.tokens == generate_batch(model, b, 3, eos_ids=[-1]).tokens
+
+
+def test_a_run_reuses_the_rubric_prefix_and_trains_what_it_trains_without(tiny_model_dir, tmp_path, monkeypatch):
+    import json
+
+    from hmxfeel_mlx.training import trainer
+    from hmxfeel_mlx.training.config import resolve_config
+
+    stores = []
+
+    class Counting(PrefixStore):
+        def __init__(self, capacity: int = 4):
+            super().__init__(capacity)
+            stores.append(self)
+
+    def run(name: str, capacity: int) -> list[dict]:
+        monkeypatch.setattr(trainer, "PrefixStore", lambda: Counting(capacity))
+        cfg = resolve_config(overrides=dict(model=str(tiny_model_dir), steps=2, eval_every=1, group_size=2,
+                                            prompts_per_step=2, max_new_tokens=4, judge_mode="logprob",
+                                            judge_template="fewshot", eval_samples=1, seed=1,
+                                            calibration_set="tests/calibration_small.jsonl"))
+        trainer.train(cfg, tmp_path / name)
+        lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+        timing = lambda k: "seconds" in k or k.endswith("_s") or k.startswith("peak_memory")  # noqa: E731
+        return [{k: v for k, v in json.loads(line).items() if not timing(k)} for line in lines]
+
+    without = run("without", 0)  # stores nothing: every prefill computes its prefix
+    assert stores[-1].hits == 0
+    with_store = run("with", 4)
+    assert stores[-1].hits >= 4  # 2 training judge passes and 3 held-out ones after the first
+    assert len(with_store) == len(without) == 3
+    # A stored prefix extended in a later call computes its new columns in a pass of their own:
+    # scores agree to float32 rounding (~1e-7 here), not bit for bit. The GRPO loss at ratio 1 is
+    # exactly 0 in exact arithmetic, so its recorded value is rounding noise on both sides; so are
+    # the near-zero k1 sums of the KL (standard error ~6e-3 here), hence 1e-4 absolute.
+    for a, b in zip(with_store, without):
+        assert a.keys() == b.keys()
+        for k in a:
+            if k == "loss":
+                assert abs(a[k] - b[k]) < 1e-3
+            elif isinstance(a[k], float):
+                assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-4), k
+            else:
+                assert a[k] == b[k], k
+        assert a.get("score_mean") is None or abs(a["score_mean"] - b["score_mean"]) < 1e-5

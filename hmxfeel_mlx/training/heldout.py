@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import HmxError
 from ..models.completions import pad_id
+from ..models.generation import PrefixStore
 from ..models.loading import LoadedModel
 from .calibration import JudgeScale
 from .config import TrainConfig
@@ -68,12 +69,14 @@ def evaluate_heldout(
     templates: dict[str, JudgeTemplate],
     calibration: JudgeScale | None = None,
     progress: ProgressFile | None = None,
+    prefixes: PrefixStore | None = None,
 ) -> dict:
     """Held-out score (frozen-base judge, forward rubric; raw, and calibrated when a scale is
     given), the run's reward, and KL(policy || base) at the sampling temperature.
 
     Greedy evaluation (``eval_temperature`` 0) samples from no distribution; its ``eval_kl``
     is then the log-ratio at T = 1 on the greedy replies, not a KL estimate.
+    ``prefixes``: the base's rubric prefixes kept across evaluations (the judge is the base).
     """
     model, tok = loaded.model, loaded.tokenizer
     progress = progress or ProgressFile(None)
@@ -90,7 +93,7 @@ def evaluate_heldout(
         progress.part(part, *judge_work(len(rollout.texts), config.judge_mode, config.judge_max_tokens))
         return judge_rollout(model, tok, rollout, template, config.judge_mode, True,
                              max_verdict_tokens=config.judge_max_tokens, max_batch=config.judge_batch,
-                             progress=progress)
+                             progress=progress, prefixes=prefixes)
 
     judged = judge(templates["forward"], "judging")
     score, score_se = mean_and_stderr(judged.scores)

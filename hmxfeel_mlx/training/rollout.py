@@ -14,7 +14,7 @@ import mlx.core as mx
 import numpy as np
 
 from ..models.chat import render_prompt, reply_text
-from ..models.generation import generate_batch
+from ..models.generation import PrefixStore, generate_batch
 from .judge import JudgeVerdict, lora_disabled, score_replies
 from .prompts import JudgeTemplate, Question
 
@@ -108,12 +108,14 @@ def judge_rollout(
     max_verdict_tokens: int = 8,
     max_batch: int | None = 64,
     progress: Callable[[int], None] | None = None,
+    prefixes: PrefixStore | None = None,
 ) -> Judged:
     """Score every reply of the rollout in one batched judge pass.
 
     ``frozen_base`` judges with the LoRA layers switched off (the base model);
     ``complement`` turns a score s into the reward 10 - s (reverse runs);
-    ``progress`` as in ``judge.score_replies``.
+    ``progress`` as in ``judge.score_replies``; ``prefixes`` (the base's rubric prefixes, kept
+    across calls) is used only with ``frozen_base``.
     """
     import contextlib
     import time
@@ -122,7 +124,8 @@ def judge_rollout(
     pairs = [(q.question, text) for q, text in zip(rollout.questions, rollout.texts)]
     ctx = lora_disabled(model) if frozen_base else contextlib.nullcontext()
     with ctx:
-        verdicts = score_replies(model, tokenizer, template, pairs, mode, max_verdict_tokens, max_batch, progress)
+        verdicts = score_replies(model, tokenizer, template, pairs, mode, max_verdict_tokens, max_batch, progress,
+                                 prefixes if frozen_base else None)
     scores = np.array([v.score for v in verdicts], dtype=np.float64)
     rewards = 10.0 - scores if complement else scores.copy()
     mass = np.array([v.mass for v in verdicts], dtype=np.float64) if mode == "logprob" else None

@@ -51,12 +51,14 @@ import numpy as np
 
 from ..distributed import training as parallel
 from ..distributed.collectives import broadcast_object
-from ..distributed.world import World, world as this_world
+from ..distributed.world import World
+from ..distributed.world import world as this_world
 from ..errors import HmxError
 from ..locks import folder_lock
 from ..models.backend import device_name
 from ..models.completions import completion_logprobs, pad_id
 from ..models.completions import make_completion_batch as make_update_batch  # noqa: F401  (evals.scoring imports both)
+from ..models.generation import PrefixStore
 from ..models.loading import LoadedModel
 from ..runfolder import RunPaths, append_jsonl, read_json, read_jsonl, rewrite_jsonl, write_json_atomic
 from . import grpo, selection
@@ -128,12 +130,13 @@ def attach_lora(model, config: TrainConfig) -> dict:
 
 
 def judge_reward(model, tok, rollout, config: TrainConfig, templates: dict, frozen_base: bool,
-                 progress: ProgressFile | None = None) -> Judged:
+                 progress: ProgressFile | None = None, prefixes: PrefixStore | None = None) -> Judged:
     """Judge a rollout for the run's reward.
 
     forward: the forward-rubric score. reverse: ``reverse_reward`` = rubric (the reversed
     rubric's score), complement (10 - forward score) or mixed (the mean of both, two judge
     passes). ``scores`` are the forward-rubric scores whenever the forward judge ran.
+    ``prefixes``: the base's rubric prefixes, kept for the whole run (frozen-base judge only).
     """
     progress = progress or ProgressFile(None)
     passes = 2 if config.direction == "reverse" and config.reverse_reward == "mixed" else 1
@@ -142,7 +145,7 @@ def judge_reward(model, tok, rollout, config: TrainConfig, templates: dict, froz
     progress.part(None, passes * total, unit)
     judge = lambda direction, complement=False: judge_rollout(  # noqa: E731
         model, tok, rollout, templates[direction], config.judge_mode, frozen_base, complement,
-        config.judge_max_tokens, config.judge_batch, progress)
+        config.judge_max_tokens, config.judge_batch, progress, prefixes)
     if config.direction == "forward":
         return judge("forward")
     if config.reverse_reward == "rubric":
@@ -297,11 +300,12 @@ def _train(config: TrainConfig, run_dir: Path, loaded: LoadedModel | None, resum
     scale = calibrate(loaded, config, templates, paths, progress).scale if main else None
     value_and_grad = build_value_and_grad(model, config)
     frozen_base = config.judge == "base"
+    base_prefixes = PrefixStore()  # the rubrics' prefixes under the base's weights, which never change
     pid = pad_id(tok)
 
     def evaluate(step: int, stage: str) -> dict:
         progress.stage(stage, step)
-        result = evaluate_heldout(loaded, eval_qs, config, templates, scale, progress)
+        result = evaluate_heldout(loaded, eval_qs, config, templates, scale, progress, base_prefixes)
         samples = result.pop("eval_samples")
         append_jsonl(paths.samples, [{"step": step, "eval": True, **s} for s in samples])
         return result
@@ -329,7 +333,7 @@ def _train(config: TrainConfig, run_dir: Path, loaded: LoadedModel | None, resum
                                      config.temperature, row_keys(config.seed, step, share, config.group_size),
                                      config.system_prompt, max_batch=config.judge_batch, progress=progress)
             progress.stage("judge", step)
-            judged = judge_reward(model, tok, rollout, config, templates, frozen_base, progress)
+            judged = judge_reward(model, tok, rollout, config, templates, frozen_base, progress, base_prefixes)
             t_gather = time.perf_counter()
             rollout, judged = parallel.gather_step(rollout, judged, questions, config.group_size, world)
             t_gather = time.perf_counter() - t_gather
