@@ -216,11 +216,11 @@ class TokenReward:
         r = lower_half_share(model, rollout)
         return Judged(r, r.copy(), [JudgeVerdict(float(s)) for s in r])
 
-    def reward(self, model, tok, rollout, config, templates, frozen_base, progress=None) -> Judged:
+    def reward(self, model, tok, rollout, config, templates, frozen_base, progress=None, prefixes=None) -> Judged:
         return self._score(model, tok, rollout)
 
     def heldout(self, model, tok, rollout, template, mode, frozen_base, complement=False, max_verdict_tokens=8,
-                max_batch=64, progress=None) -> Judged:
+                max_batch=64, progress=None, prefixes=None) -> Judged:
         return self._score(model, tok, rollout)
 
 

@@ -14,7 +14,7 @@ from hmxfeel_mlx.training.prompts import JudgeTemplate
 RUBRIC = JudgeTemplate("forward", "Rate how human the reply sounds, 0 to 10. A reply that speaks of its "
                                   "own feelings scores high; a reply that denies having any scores low.\n"
                                   "Question: {question}\nReply: {reply}\nScore 0-10:")
-CALLS = [  # three steps: two questions, one question (a longer shared prefix), two others
+CALLS = [  # three steps: two questions, one question twice (a longer shared prefix), two others
     [("How do you feel?", "I feel happy."), ("What is 2+2?", "4"), ("How do you feel?", "Fine.")],
     [("Why?", "Because I care."), ("Why?", "No reason.")],
     [("What scares you?", "Nothing, I am a program."), ("Do you dream?", "Sometimes I imagine.")],
@@ -30,32 +30,35 @@ def test_scores_with_the_store_equal_scores_without(tiny_model_dir):
             plain = score_replies(model, tok, RUBRIC, pairs, mode=mode, max_verdict_tokens=4)
             stored = score_replies(model, tok, RUBRIC, pairs, mode=mode, max_verdict_tokens=4, prefixes=store)
             if mode == "logprob":
-                np.testing.assert_allclose([v.probs for v in stored], [v.probs for v in plain], atol=1e-6)
-                np.testing.assert_allclose([v.mass for v in stored], [v.mass for v in plain], atol=1e-6)
+                assert [v.probs for v in stored] == [v.probs for v in plain]  # bit for bit
+                assert [v.mass for v in stored] == [v.mass for v in plain]
             else:
                 assert [v.text for v in stored] == [v.text for v in plain]
-        assert store.hits == len(CALLS) - 1  # the first call fills it; every later one reuses the rubric
+        # the first call stores the rubric; the second shares more (one question twice), a prefix not
+        # stored, so it is computed whole; the third shares exactly the rubric again
+        assert store.hits == 1
 
 
-def test_a_stored_prefix_is_extended_and_never_changed(tiny_model_dir):
+def test_a_stored_prefix_is_reused_only_when_exact_and_never_changed(tiny_model_dir):
     loaded = load_model(str(tiny_model_dir))
     model = loaded.model
     store = PrefixStore(capacity=2)
     shared = list(range(5, 30))
     a, b = [shared + [40, 41], shared + [42]], [shared + [50, 51, 52], shared + [50, 51, 53]]
     prefill(model, a, prefixes=store)
-    n, layers = store.longest(shared + [50, 51])
-    assert n == len(shared) and layers is not None
+    layers = store.get(shared)
+    assert layers is not None and store.get(shared[:-1]) is None
     before = [np.asarray(k).copy() for k, _ in layers]
-    logits, _ = prefill(model, b, prefixes=store)  # reuses `shared`, fills [50, 51] on top, stores the longer one
+    logits, _ = prefill(model, b, prefixes=store)  # shares shared + [50, 51]: not stored, so computed whole
     ref, _ = prefill(model, b)
-    np.testing.assert_allclose(np.asarray(logits), np.asarray(ref), atol=1e-5)
-    assert store.longest(shared + [50, 51, 99])[0] == len(shared) + 2 and store.hits == 1
+    assert np.array_equal(np.asarray(logits), np.asarray(ref)) and store.hits == 0
+    again, _ = prefill(model, a, prefixes=store)  # exactly a stored prefix: reused, bit for bit
+    assert np.array_equal(np.asarray(again), np.asarray(prefill(model, a)[0])) and store.hits == 1
     assert all(np.array_equal(np.asarray(k), k0) for (k, _), k0 in zip(layers, before))
     prefill(model, [[7] * 20 + [1], [7] * 20 + [2]], prefixes=store)  # a third prefix: the oldest is dropped
-    assert store.longest(shared)[0] == 0 and len(store._entries) == 2
-    gen = generate_batch(model, b, 3, eos_ids=[-1], prefixes=store)
-    assert gen.tokens == generate_batch(model, b, 3, eos_ids=[-1]).tokens
+    assert store.get(shared + [50, 51]) is None and len(store._entries) == 2
+    gen = generate_batch(model, a, 3, eos_ids=[-1], prefixes=store)
+    assert gen.tokens == generate_batch(model, a, 3, eos_ids=[-1]).tokens
 
 
 def test_a_run_reuses_the_rubric_prefix_and_trains_what_it_trains_without(tiny_model_dir, tmp_path, monkeypatch):
@@ -85,19 +88,6 @@ def test_a_run_reuses_the_rubric_prefix_and_trains_what_it_trains_without(tiny_m
     without = run("without", 0)  # stores nothing: every prefill computes its prefix
     assert stores[-1].hits == 0
     with_store = run("with", 4)
-    assert stores[-1].hits >= 4  # 2 training judge passes and 3 held-out ones after the first
+    assert stores[-1].hits >= 2  # held-out evaluations after the first reuse the rubric prefix
     assert len(with_store) == len(without) == 3
-    # A stored prefix extended in a later call computes its new columns in a pass of their own:
-    # scores agree to float32 rounding (~1e-7 here), not bit for bit. The GRPO loss at ratio 1 is
-    # exactly 0 in exact arithmetic, so its recorded value is rounding noise on both sides; so are
-    # the near-zero k1 sums of the KL (standard error ~6e-3 here), hence 1e-4 absolute.
-    for a, b in zip(with_store, without):
-        assert a.keys() == b.keys()
-        for k in a:
-            if k == "loss":
-                assert abs(a[k] - b[k]) < 1e-3
-            elif isinstance(a[k], float):
-                assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-4), k
-            else:
-                assert a[k] == b[k], k
-        assert a.get("score_mean") is None or abs(a["score_mean"] - b["score_mean"]) < 1e-5
+    assert with_store == without  # bit for bit: a stored prefix is exactly what would be computed

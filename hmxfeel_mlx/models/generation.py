@@ -202,7 +202,10 @@ class PrefixStore:
 
     Only for a model whose weights do not change between the calls: the frozen-base judge,
     whose every prompt in a run begins with the same rubric and examples (SmolLM2's few-shot
-    rubric: 355 tokens before the question). Holds up to ``capacity`` prefixes, the least
+    rubric: 355 tokens before the question). A stored prefix is reused only when it is exactly
+    the batch's shared prefix, and a missing one is computed whole, in one pass from nothing: so a
+    prefill computes bit for bit what it computes without the store, whatever came before (a
+    resumed run reproduces the uninterrupted one). Holds up to ``capacity`` prefixes, the least
     recently used dropped first."""
 
     def __init__(self, capacity: int = 4):
@@ -210,16 +213,13 @@ class PrefixStore:
         self._entries: OrderedDict[tuple[int, ...], list[tuple[mx.array, mx.array]]] = OrderedDict()
         self.hits = 0  # prefills that reused a stored prefix
 
-    def longest(self, tokens: list[int]) -> tuple[int, list[tuple[mx.array, mx.array]] | None]:
-        """The longest stored prefix of ``tokens``: its length and per-layer (keys, values)."""
-        best: tuple[int, ...] | None = None
-        for key in self._entries:
-            if len(key) <= len(tokens) and (best is None or len(key) > len(best)) and tuple(tokens[: len(key)]) == key:
-                best = key
-        if best is None:
-            return 0, None
-        self._entries.move_to_end(best)
-        return len(best), self._entries[best]
+    def get(self, tokens: list[int]) -> list[tuple[mx.array, mx.array]] | None:
+        """The per-layer (keys, values) of exactly ``tokens``, when stored."""
+        key = tuple(tokens)
+        if key not in self._entries:
+            return None
+        self._entries.move_to_end(key)
+        return self._entries[key]
 
     def put(self, tokens: list[int], layers: list[tuple[mx.array, mx.array]]) -> None:
         self._entries[tuple(tokens)] = layers
@@ -229,20 +229,18 @@ class PrefixStore:
 
 
 def _fill_prefix(model, prefix: list[int], head: list, store: PrefixStore | None) -> None:
-    """Fill the batch-1 caches ``head`` with ``prefix``, starting from the longest stored part of it."""
-    start = 0
+    """Fill the batch-1 caches ``head`` with ``prefix``: from the store when it holds exactly it."""
+    layers = store.get(prefix) if store is not None else None
+    if layers is not None:
+        for c, (k, v) in zip(head, layers):
+            c.keys, c.values, c.offset = k, v, len(prefix)
+        store.hits += 1
+        return
+    _fill(model, mx.array([prefix], dtype=mx.int32), head)
     if store is not None:
-        start, layers = store.longest(prefix)
-        if layers is not None:
-            for c, (k, v) in zip(head, layers):
-                c.keys, c.values, c.offset = k, v, start
-            store.hits += 1
-    if start < len(prefix):
-        _fill(model, mx.array([prefix[start:]], dtype=mx.int32), head)
-        if store is not None:
-            layers = [(c.keys[..., : c.offset, :], c.values[..., : c.offset, :]) for c in head]
-            mx.eval(layers)
-            store.put(prefix, layers)
+        layers = [(c.keys[..., : c.offset, :], c.values[..., : c.offset, :]) for c in head]
+        mx.eval(layers)
+        store.put(prefix, layers)
 
 
 @inference()
