@@ -374,16 +374,12 @@ def heldout(target, checkpoint, samples, seed, out, calibration):
 
 def _heldout(target, checkpoint, samples, seed, calibration, progress) -> dict:
     from dataclasses import replace
-    from pathlib import Path
 
     from .models.loading import load_model
     from .targets import resolve_target
     from .training.calibration import CALIBRATION_FILE, load_calibration_result
-    from .training.calibration import judge_check as run_check
     from .training.config import resolve_config
-    from .training.judge import judge_work, lora_disabled
-    from .training.prompts import load_calibration
-    from .training.trainer import check_questions, evaluate_heldout, load_templates
+    from .training.trainer import check_questions, evaluate_heldout, fit_calibration, load_templates
 
     t = resolve_target(target, checkpoint)
     if t.config:
@@ -404,14 +400,8 @@ def _heldout(target, checkpoint, samples, seed, calibration, progress) -> dict:
     if stored is not None and stored.is_file() and calibration is None:
         fit, source = load_calibration_result(stored), str(stored)
     else:
-        rows = load_calibration(Path(config.calibration_set) if config.calibration_set else None)
-        progress.stage("calibration", None, *judge_work(len(rows), config.judge_mode, config.judge_max_tokens))
-        with lora_disabled(loaded.model):
-            fit = run_check(loaded.model, loaded.tokenizer, templates["forward"], rows, config.judge_mode,
-                            template_name=config.judge_template or "default",
-                            max_verdict_tokens=config.judge_max_tokens, max_batch=config.judge_batch,
-                            progress=progress)
-        source = f"fitted now with the base judge on {len(rows)} labelled replies"
+        fit = fit_calibration(loaded, config, templates, progress)
+        source = f"fitted now with the base judge on {fit.n} labelled replies"
     progress.stage("held-out evaluation")
     result = evaluate_heldout(loaded, eval_qs, config, templates, fit.scale, progress)
     result.pop("eval_samples")

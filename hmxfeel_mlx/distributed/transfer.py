@@ -12,12 +12,11 @@ fsync, rename), so a kill leaves whole files only.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..runfolder import write_bytes_atomic
 from .collectives import broadcast_bytes, gather_objects
 from .world import World
 
@@ -76,24 +75,14 @@ def unpack_into(buf: np.ndarray, root: Path) -> list[Path]:
 
 
 def write_files(files: dict[str, bytes], root: Path) -> list[Path]:
-    """Write files (relative path -> bytes) under ``root``, each atomically (temporary file in
-    the same folder, fsync, rename); return their paths."""
+    """Write files (relative path -> bytes) under ``root``, each atomically
+    (``runfolder.write_bytes_atomic``); return their paths."""
     written = []
     for rel, data in files.items():
         if ".." in Path(rel).parts or Path(rel).is_absolute():
             raise ValueError(f"refusing to write {rel!r} outside {root}")
         target = Path(root) / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_bytes_atomic(target, data)
         written.append(target)
     return written
 

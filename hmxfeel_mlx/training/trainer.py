@@ -158,6 +158,19 @@ def judge_reward(model, tok, rollout, config: TrainConfig, templates: dict, froz
     return Judged(fwd.scores, (fwd.rewards + rev.rewards) / 2, fwd.verdicts, fwd.seconds + rev.seconds, mass)
 
 
+def fit_calibration(loaded: LoadedModel, config: TrainConfig, templates: dict,
+                    progress: ProgressFile) -> CalibrationResult:
+    """The judge's calibration fitted now: the frozen base judge (the run's judge mode, the
+    forward rubric) on the labelled calibration set."""
+    rows = load_calibration(Path(config.calibration_set) if config.calibration_set else None)
+    progress.stage("calibration", None, *judge_work(len(rows), config.judge_mode, config.judge_max_tokens))
+    with lora_disabled(loaded.model):
+        return judge_check(loaded.model, loaded.tokenizer, templates["forward"], rows, config.judge_mode,
+                           template_name=config.judge_template or "default",
+                           max_verdict_tokens=config.judge_max_tokens, max_batch=config.judge_batch,
+                           progress=progress)
+
+
 def calibrate(loaded: LoadedModel, config: TrainConfig, templates: dict, paths: RunPaths,
               progress: ProgressFile) -> CalibrationResult:
     """The run's judge calibration: the stored one, or fitted now with the frozen base judge
@@ -165,13 +178,7 @@ def calibrate(loaded: LoadedModel, config: TrainConfig, templates: dict, paths: 
     path = paths.root / CALIBRATION_FILE
     if path.is_file():
         return load_calibration_result(path)
-    rows = load_calibration(Path(config.calibration_set) if config.calibration_set else None)
-    progress.stage("calibration", None, *judge_work(len(rows), config.judge_mode, config.judge_max_tokens))
-    with lora_disabled(loaded.model):
-        result = judge_check(loaded.model, loaded.tokenizer, templates["forward"], rows, config.judge_mode,
-                             template_name=config.judge_template or "default",
-                             max_verdict_tokens=config.judge_max_tokens, max_batch=config.judge_batch,
-                             progress=progress)
+    result = fit_calibration(loaded, config, templates, progress)
     save_calibration(path, result)
     if result.warning:
         print(f"judge calibration: {result.warning}", file=sys.stderr)
