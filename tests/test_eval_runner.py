@@ -312,6 +312,24 @@ def test_run_target_goes_to_the_run_folder(tiny_run):
 
 
 @needs_data
+def test_a_resumed_evaluation_keeps_finished_axes_and_reports_them(tiny_model_dir, tmp_path):
+    out = tmp_path / "e.json"
+    whole = evaluate(str(tiny_model_dir), "mmlu,bigtom", limit=2, seed=0, out=out)
+    rec = json.loads(out.read_text())
+    del rec["results"]["bigtom"]  # as if killed between the two axes
+    rec["status"] = "partial"
+    out.write_text(json.dumps(rec))
+    skipped, started = [], []
+    again = evaluate(str(tiny_model_dir), "mmlu,bigtom", limit=2, seed=0, out=out, resume=True,
+                     on_skip=skipped.append, on_start=lambda axis, n: started.append(axis))
+    assert skipped == ["mmlu"] and started == ["bigtom"]
+    after = json.loads(out.read_text())
+    assert after["status"] == "complete" and after["resumed"] == 1
+    for axis in ("mmlu", "bigtom"):
+        assert after["results"][axis]["metrics"] == whole.record["results"][axis]["metrics"]
+
+
+@needs_data
 def test_cli_eval_in_a_local_group(tiny_model_dir, tmp_path):
     group = click.Group()
     group.add_command(eval_command, "eval")

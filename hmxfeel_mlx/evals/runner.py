@@ -146,13 +146,15 @@ def evaluate(target: str, axes: str | Sequence[str] | None = "all", limit: int |
              data_dir: str | Path | None = None, out: str | Path | None = None, checkpoint: str | None = None,
              batch_size: int = 64, on_axis: Callable[[AxisResult], None] | None = None,
              on_start: Callable[[str, int], None] | None = None, resume: bool = False,
-             revision_file: str | Path | None = None, world=None) -> EvalRun:
+             revision_file: str | Path | None = None, world=None,
+             on_skip: Callable[[str], None] | None = None) -> EvalRun:
     """Evaluate TARGET (a model spec or a run folder) on ``axes``; write and return the result.
 
     Data: ``data_dir``, else ``$HMX_MLX_DATA``, else the Hugging Face cache at the
     pinned revisions (``revision_file`` replaces pins; see ``evals.sources``).
     ``resume``: when ``out`` already holds an evaluation of the same target, axes, limit, seed
-    and data files (an interrupted one), its finished axes are kept and only the others run.
+    and data files (an interrupted one), its finished axes are kept (``on_skip`` is called with
+    each) and only the others run.
     ``world``: the ranks evaluating together (default: this process's launch); rank 0 writes
     (and calls ``on_axis``/``on_start``).
     """
@@ -211,6 +213,8 @@ def evaluate(target: str, axes: str | Sequence[str] | None = "all", limit: int |
     results: dict[str, AxisResult] = {}
     for name in names:
         if name in record["results"]:  # finished by an earlier, interrupted attempt
+            if on_skip and main:
+                on_skip(name)
             continue
         if name in MAIN_ONLY_AXES and not main:
             continue
