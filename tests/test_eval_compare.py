@@ -16,7 +16,8 @@ from hmxfeel_mlx.evals import stats
 from hmxfeel_mlx.evals.axes import EVAL_SCHEMA
 from hmxfeel_mlx.evals.commands import compare_command, eval_command
 from hmxfeel_mlx.evals.compare import (
-    IMPROVED, UNCHANGED, Row, compare_paths, decide, find_eval, print_table, to_csv, to_json, to_markdown,
+    DIFFERS, IMPROVED, UNCHANGED, Row, compare_paths, decide, find_eval, print_table, table_cells, to_csv, to_json,
+    to_markdown,
 )
 
 SPECS = {"mmlu": {"accuracy": {"higher_is_better": True, "headline": True, "item_field": "correct"}},
@@ -182,6 +183,19 @@ def test_an_interval_holding_zero_is_never_a_change():
     decide([row, lower])
     assert row.p_adjusted == pytest.approx(0.002) and row.decision == UNCHANGED  # p small, but 0 in the interval
     assert lower.decision == "degraded"  # lower is better and forward is higher
+
+
+def test_a_letter_preference_that_changes_is_neither_better_nor_worse():
+    # letter_bias 0.07 (mostly the second label) against 0.89 (mostly the first): both are preferences,
+    # so a significant difference "differs"; read as "lower is better" it was called an improvement
+    row = Row("m", "sycophancy_opinion", "letter_bias", None, False, 0.07, 0.36, 0.0, 1, 0.89, 0.0, 1, -0.53,
+              "mcnemar", 1e-13, -0.63, -0.41, None, float("nan"))
+    decide([row])
+    assert row.decision == DIFFERS and row.significant is True
+    assert table_cells(row)[2] == "↕ (info)"
+    from hmxfeel_mlx.evals.axes_mc import BIGTOM, OPINION
+    for axis in (OPINION, BIGTOM):
+        assert axis.specs["letter_bias"].higher_is_better is None and not axis.specs["letter_bias"].headline
 
 
 def test_non_binary_items_use_a_paired_bootstrap(tmp_path):

@@ -57,7 +57,7 @@ GEN_PROMPT = "user message = the item text (chat template); greedy reply"
 class MetricSpec:
     """How to read a metric: better direction, headline membership, per-item field."""
 
-    higher_is_better: bool
+    higher_is_better: bool | None  # None: two-sided (a label preference), neither direction is better
     headline: bool = True
     item_field: str | None = None  # record field whose mean (None/NaN skipped) equals the metric
 

@@ -21,7 +21,8 @@ Test of forward vs reverse (docs/statistics.md):
 
 The p-values of one model's rows are Holm-adjusted (``stats.holm_adjust``). A row is
 "improved" or "degraded" (signed by ``higher_is_better``) when its adjusted p is
-below 0.05 and its 95% interval excludes 0, else "no significant change", or
+below 0.05 and its 95% interval excludes 0 ("differs" for a two-sided metric such as a
+letter preference, whose better value is neither end), else "no significant change", or
 "not tested: <why>".
 
 Headline (``headline``), over the metrics marked ``headline``: how many improved,
@@ -48,6 +49,7 @@ from .item_pairs import Unpaired, item_values, pair_items, records_of
 CONDITIONS = ("base", "forward", "reverse")
 MIN_BOOTSTRAP_PAIRS = 10  # below this the percentile bootstrap's coverage is far from 95%: no test
 IMPROVED, DEGRADED, UNCHANGED, NOT_TESTED = "improved", "degraded", "no significant change", "not tested: "
+DIFFERS = "differs"  # significant, on a metric with no better direction (``higher_is_better`` None)
 
 
 @dataclass
@@ -55,7 +57,7 @@ class Row:
     model: str
     axis: str
     metric: str
-    higher_is_better: bool
+    higher_is_better: bool | None
     headline: bool
     base: float
     forward_mean: float
@@ -69,10 +71,10 @@ class Row:
     p_value: float
     ci_low: float  # 95% interval of the difference the test measured
     ci_high: float
-    significant: bool | None  # decision is improved or degraded (None: not tested)
+    significant: bool | None  # decision is improved, degraded or differs (None: not tested)
     relative_change: float  # (forward_mean - reverse_mean) / |base|
     p_adjusted: float = float("nan")  # Holm over the model's tested rows
-    decision: str = ""  # "improved", "degraded", "no significant change", "not tested: <why>"
+    decision: str = ""  # "improved", "degraded", "differs", "no significant change", "not tested: <why>"
     test_n: int = 0  # items paired (McNemar, bootstrap) or seeds on both sides (Welch)
     test_diff: float = float("nan")  # the difference on the test's sample (= diff unless items were left out)
     base_se: float = float("nan")  # standard error of the base value (per-item, or over base evaluations)
@@ -221,7 +223,8 @@ def _row(model: str, axis: str, metric: str, spec: dict, by: dict, n_boot: int) 
         rel, rel_note = float("nan"), why
     else:
         rel, rel_note = stats.relative_change(fm, rm, bm, base_se)
-    row = Row(model, axis, metric, bool(spec.get("higher_is_better", True)), bool(spec.get("headline", False)),
+    higher = spec.get("higher_is_better", True)
+    row = Row(model, axis, metric, None if higher is None else bool(higher), bool(spec.get("headline", False)),
               bm, fm, fs, nf, rm, rs, nr, fm - rm, "", float("nan"), float("nan"), float("nan"), None, rel,
               base_se=base_se, relative_note=rel_note, decision=NOT_TESTED + why if d is None else "")
     if d is not None:
@@ -242,7 +245,8 @@ def decide(rows: Sequence[Row], alpha: float = stats.ALPHA) -> None:
         r.p_adjusted = p_adj
         excludes_zero = r.ci_low > 0 or r.ci_high < 0
         if p_adj < alpha and excludes_zero:
-            r.decision = IMPROVED if (r.ci_low > 0) == r.higher_is_better else DEGRADED
+            r.decision = (DIFFERS if r.higher_is_better is None
+                          else IMPROVED if (r.ci_low > 0) == r.higher_is_better else DEGRADED)
         else:
             r.decision = UNCHANGED
         r.significant = r.decision != UNCHANGED
@@ -346,11 +350,12 @@ HEADERS = ["axis", "metric", "better", "base", "forward", "reverse", "fwd − re
            "decision", "Δ/base"]
 
 
+BETTER_MARK = {True: "↑", False: "↓", None: "↕"}  # ↕: two-sided, neither direction is better
 NO_WRAP = ("axis", "metric", "better", "base", "Δ/base")  # short cells, shrunk only as a last resort
 
 
 def table_cells(r: Row) -> list[str]:
-    better = ("↑" if r.higher_is_better else "↓") + ("" if r.headline else " (info)")
+    better = BETTER_MARK[r.higher_is_better] + ("" if r.headline else " (info)")
     return [r.axis, r.metric, better, _num(r.base), _mean_std(r.forward_mean, r.forward_std, r.forward_n),
             _mean_std(r.reverse_mean, r.reverse_std, r.reverse_n), _diff_ci(r), _test_name(r), _p_holm(r),
             r.decision, _rel(r.relative_change)]

@@ -240,7 +240,7 @@ def forest_row(d: dict) -> ForestRow:
     higher = d.get("higher_is_better", True)
     decision = d.get("decision")
     color = {"improved": BETTER_COLOR, "degraded": WORSE_COLOR}.get(decision, UNSURE_COLOR)
-    label = f"{d.get('metric')} {'↑' if higher else '↓'}"
+    label = f"{d.get('metric')} {'↕' if higher is None else '↑' if higher else '↓'}"
     if not finite(diff):
         return ForestRow(label, diff, lo, hi, UNSURE_COLOR, "no value on one side")
     span = f" [{lo:+.3g}, {hi:+.3g}]" if finite(lo) else ""
