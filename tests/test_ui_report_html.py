@@ -267,7 +267,7 @@ def test_header_names_the_settings_and_the_time_of_each_stage(finished):
     assert "base evaluation 1 1 done 10:00" in header
     assert "trainings 6 6 done 3:06:00" in header  # 2 x (1800 + 1860 + 1920) s
     assert "selection/pairing 1 1 done 0:02" in header and "evaluations 6 6 done 30:00" in header
-    assert "comparison 1 1 done 0:04" in header and "report 1 1 running -" in header
+    assert "comparison 1 1 done 0:04" in header and "report 1 1 writing this page -" in header
     assert "all stages 16 3:46:06" in header
 
 
