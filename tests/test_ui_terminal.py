@@ -53,15 +53,16 @@ class Pane:
     def send(self, *keys: str) -> None:
         self.tmux("send-keys", "-t", "t", *keys)
 
-    def wait_for(self, text: str, history: bool = False) -> list[str]:
-        """The pane once ``text`` is on it (AssertionError with the pane after the deadline)."""
+    def wait_for(self, *texts: str, history: bool = False) -> list[str]:
+        """The pane once every one of ``texts`` is on it (AssertionError with the pane after the
+        deadline). Name text from the last line drawn too, or a capture can catch a frame half drawn."""
         end = time.monotonic() + DEADLINE_S
         while True:
             lines = self.capture(history)
-            if any(text in line for line in lines):
+            if all(any(text in line for line in lines) for text in texts):
                 return lines
             if time.monotonic() > end:
-                raise AssertionError(f"{text!r} did not appear; the pane shows:\n" + "\n".join(lines))
+                raise AssertionError(f"{texts!r} did not all appear; the pane shows:\n" + "\n".join(lines))
             time.sleep(0.05)
 
     def close(self) -> None:
@@ -84,7 +85,7 @@ def pane():
 def test_watch_follows_a_run_being_written_at_80x24(tmp_path, pane):
     run = make_run(tmp_path, done=3)
     p = pane(f"{HMX} watch {shlex.quote(str(run))} --interval 0.2")
-    lines = p.wait_for("step 3/30")
+    lines = p.wait_for("step 3/30", "q quit · n/p next/previous prompt")
     assert len(lines) == 24 and lines[0].startswith("smollm2-135m · forward · seed 0 │ step 3/30 │ running")
     assert lines[2].startswith("╭─ score · forward rubric · raw judge") and "╭─ health · step 3" in lines[2]
     assert any("samples · step 3 · q001 (1 of 2)" in line for line in lines)
@@ -120,7 +121,7 @@ def test_inspector_keys_at_80x24(tmp_path, pane):
     fwd = make_run(tmp_path, done=10)
     rev = make_run(tmp_path, name="rev-s0", direction="reverse", done=7)
     p = pane(f"{HMX} inspect {shlex.quote(str(fwd))} {shlex.quote(str(rev))}")
-    lines = p.wait_for("step 10 (10/10)")
+    lines = p.wait_for("step 10 (10/10)", "tab next run")  # the header and the footer: the whole frame
     assert lines[0] == "fwd-s0 (forward, seed 0) [1/2] │ training │ step 10 (10/10) │ prompt 1/2 q001"
     assert lines[4].startswith("›   2 ▲ best   7.50  +1.36 I feel delighted")
     assert lines[-1].startswith("c compare runs  tab next run")
@@ -142,7 +143,7 @@ def test_inspector_keys_at_80x24(tmp_path, pane):
 def test_inspector_scales_up_to_160x48(tmp_path, pane):
     run = make_run(tmp_path, done=4)
     p = pane(f"{HMX} inspect {shlex.quote(str(run))}", 160, 48)
-    lines = p.wait_for("step 4 (4/4)")
+    lines = p.wait_for("step 4 (4/4)", "q quit")
     assert len(lines) == 48 and lines[-1].startswith("←/→ step  n/p prompt") and lines[-1].endswith("q quit")
     assert "    3 ▼ worst  3.90  -1.36 I feel nothing at all, I am a program about q001 at step 4." in lines
     p.send("s", "f", "<", "5", "Enter")  # worst first, then only scores below 5
@@ -187,7 +188,7 @@ def test_train_dashboard_stops_cleanly_on_ctrl_c(tmp_path, pane):
     script = tmp_path / "fake_training.py"
     script.write_text(FAKE_TRAINING.format(tests=str(TESTS), run=str(run)))
     p = pane(f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}")
-    lines = p.wait_for("step 3/30 │ training")
+    lines = p.wait_for("step 3/30 │ training", "resume with:")
     assert len(lines) == 24 and lines[-1].startswith("Ctrl-C stops at a consistent point; resume with:")
     assert any("samples · step 3 · q001" in line for line in lines)
     p.send("C-c")
