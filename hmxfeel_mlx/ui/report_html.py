@@ -19,7 +19,7 @@ import json
 import time
 from pathlib import Path
 
-from ..evals.compare import HEADERS, headline_lines, table_cells
+from ..evals.compare import BETTER_MARK, HEADERS, headline_lines, table_cells
 from ..runfolder import write_bytes_atomic
 from .experiment_state import (DRIFT_METRICS, STAGES, Experiment, RunEntry, comparison_rows, drift_of,
                                heldout_key, heldout_samples, interval, read_experiment, row_of, stage_of)
@@ -243,7 +243,7 @@ def forest_row(d: dict) -> ForestRow:
     higher = d.get("higher_is_better", True)
     decision = d.get("decision")
     color = {"improved": BETTER_COLOR, "degraded": WORSE_COLOR}.get(decision, UNSURE_COLOR)
-    label = f"{d.get('metric')} {'↕' if higher is None else '↑' if higher else '↓'}"
+    label = f"{d.get('metric')} {BETTER_MARK[None if higher is None else bool(higher)]}"
     if not finite(diff):
         return ForestRow(label, diff, lo, hi, UNSURE_COLOR, "no value on one side")
     span = f" [{lo:+.3g}, {hi:+.3g}]" if finite(lo) else ""
