@@ -14,6 +14,7 @@ from hmxfeel_mlx.training.calibration import judge_check
 from hmxfeel_mlx.training.judge import (
     judge_prompts,
     judge_work,
+    judged_text,
     lora_disabled,
     parse_score,
     score_distribution,
@@ -113,6 +114,27 @@ def test_logprob_score_is_the_expectation_and_text_mode_parses(tiny_model_dir):
         assert v.text is not None and (math.isnan(v.score) or 0 <= v.score <= 10) and v.mass is None
     with pytest.raises(ValueError, match="unknown judge mode"):
         score_replies(loaded.model, loaded.tokenizer, tmpl, pairs, mode="vibes")
+
+
+def test_judged_text_keeps_the_first_words_and_their_spacing():
+    reply = "I feel\nhappy  today, really. More words follow here."
+    assert judged_text(reply, 0) == reply and judged_text(reply, 100) == reply
+    assert judged_text(reply, 2) == "I feel"
+    assert judged_text(reply, 4) == "I feel\nhappy  today,"
+    assert judged_text("  one two three", 2) == "  one two" and judged_text("one two", 2) == "one two"
+    assert judged_text("", 3) == ""
+
+
+def test_a_judge_word_window_scores_only_the_window(tiny_model_dir):
+    """``max_words`` judges each reply exactly as if it had ended after its first words."""
+    loaded = load_model(str(tiny_model_dir))
+    tmpl = JudgeTemplate("forward", "Question: {question}\nReply: {reply}\nScore 0-10:")
+    long = "I feel happy. " + "Then many other words follow the feeling. " * 5
+    cut = score_replies(loaded.model, loaded.tokenizer, tmpl, [("Q?", long)], mode="logprob", max_words=3)
+    same = score_replies(loaded.model, loaded.tokenizer, tmpl, [("Q?", "I feel happy.")], mode="logprob")
+    whole = score_replies(loaded.model, loaded.tokenizer, tmpl, [("Q?", long)], mode="logprob")
+    assert cut[0].probs == pytest.approx(same[0].probs, abs=1e-6)
+    assert whole[0].probs != pytest.approx(same[0].probs, abs=1e-6)
 
 
 def test_embedded_model_is_a_usable_judge_with_the_fewshot_rubric(embedded):

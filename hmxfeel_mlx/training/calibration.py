@@ -258,14 +258,17 @@ def scale_fit(scores, labels, direction: str) -> dict:
 def judge_check(
     model, tokenizer, template: JudgeTemplate, rows: list[CalibrationRow], mode: str, *, template_name: str = "",
     max_verdict_tokens: int = 8, max_batch: int | None = 64, progress: Callable[[int], None] | None = None,
+    max_words: int = 0,
 ) -> CalibrationResult:
     """Score the calibration rows with the judge as it is (callers switch LoRA off for the base),
-    measure its quality and fit its scale map."""
+    measure its quality and fit its scale map. ``max_words``: the judge reads each reply's first
+    words only, as in the run it calibrates."""
     from .judge import score_replies
 
     start = time.perf_counter()
     verdicts = score_replies(model, tokenizer, template, [(r.question, r.reply) for r in rows], mode=mode,
-                             max_verdict_tokens=max_verdict_tokens, max_batch=max_batch, progress=progress)
+                             max_verdict_tokens=max_verdict_tokens, max_batch=max_batch, progress=progress,
+                             max_words=max_words)
     fit = scale_fit([v.score for v in verdicts], [r.label for r in rows], template.direction)
     return CalibrationResult(mode=mode, direction=template.direction, seconds=time.perf_counter() - start,
                              template=template_name, **fit)

@@ -43,6 +43,7 @@ class TrainConfig:
     degenerate_floor: float | None = None  # reward given to degenerate (repetitive) replies instead of the judge's; None = off
     min_reply_words: int = 0  # with degenerate_floor set: replies with fewer words get the floor too (non-answers)
     calibration_set: str | None = None  # labelled replies (.jsonl) the judge's scale is fitted on; None = prompts/judge_calibration.jsonl
+    judge_words: int = 0  # the judge reads each reply's first N words only (a length control, see docs/judge.md); 0 = the whole reply
     judge_max_tokens: int = 8  # verdict length in text mode
     judge_batch: int = 64  # rows per judge forward pass (memory)
 
@@ -84,6 +85,7 @@ class TrainConfig:
                      "judge_max_tokens", "judge_batch", "update_batch_size"):
             check.at_least(name, getattr(self, name), 1, integer=True)
         check.at_least("min_reply_words", self.min_reply_words, 0, integer=True)
+        check.at_least("judge_words", self.judge_words, 0, integer=True)
         for name in ("beta", "epsilon", "weight_decay", "eval_temperature"):
             check.at_least(name, getattr(self, name), 0)
         check.positive("temperature", self.temperature)

@@ -93,7 +93,7 @@ def evaluate_heldout(
         progress.part(part, *judge_work(len(rollout.texts), config.judge_mode, config.judge_max_tokens))
         return judge_rollout(model, tok, rollout, template, config.judge_mode, True,
                              max_verdict_tokens=config.judge_max_tokens, max_batch=config.judge_batch,
-                             progress=progress, prefixes=prefixes)
+                             progress=progress, prefixes=prefixes, max_words=config.judge_words)
 
     judged = judge(templates["forward"], "judging")
     score, score_se = mean_and_stderr(judged.scores)

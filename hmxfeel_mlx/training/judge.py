@@ -66,6 +66,16 @@ def parse_score(text: str) -> float:
     return float(m.group(1)) if m else math.nan
 
 
+def judged_text(reply: str, max_words: int = 0) -> str:
+    """What the judge reads of a reply: its first ``max_words`` whitespace-separated words
+    (spacing kept), or all of it when ``max_words`` is 0. A length control: a judge that
+    prefers longer replies cannot reward length beyond the window."""
+    if max_words <= 0:
+        return reply
+    m = re.match(r"\s*(?:\S+\s+){%d}" % max_words, reply)
+    return reply if m is None else m.group(0).rstrip()
+
+
 def judge_prompts(tokenizer, template: JudgeTemplate, pairs: list[tuple[str, str]], mode: str = "text") -> list[list[int]]:
     """Token ids of the judge prompt for each (question, reply).
 
@@ -169,14 +179,17 @@ def score_replies(
     max_batch: int | None = 64,
     progress: Callable[[int], None] | None = None,
     prefixes: PrefixStore | None = None,
+    max_words: int = 0,
 ) -> list[JudgeVerdict]:
     """Score every (question, reply) pair in one batched pass of the judge.
 
     ``progress`` receives the work done (see ``judge_work`` for its total and unit).
     ``prefixes`` keeps the rubric's shared prefix across calls; only for a judge whose weights
-    never change between them (the frozen base), since a stored prefix is never recomputed."""
+    never change between them (the frozen base), since a stored prefix is never recomputed.
+    ``max_words``: the judge reads each reply's first words only (``judged_text``)."""
     if mode not in SCORE_MODES:
         raise ValueError(f"unknown judge mode {mode!r}; use one of {SCORE_MODES}")
+    pairs = [(q, judged_text(r, max_words)) for q, r in pairs]
     prompts = judge_prompts(tokenizer, template, pairs, mode)
     if mode == "logprob":
         if template.format == "completion":

@@ -109,13 +109,15 @@ def judge_rollout(
     max_batch: int | None = 64,
     progress: Callable[[int], None] | None = None,
     prefixes: PrefixStore | None = None,
+    max_words: int = 0,
 ) -> Judged:
     """Score every reply of the rollout in one batched judge pass.
 
     ``frozen_base`` judges with the LoRA layers switched off (the base model);
     ``complement`` turns a score s into the reward 10 - s (reverse runs);
     ``progress`` as in ``judge.score_replies``; ``prefixes`` (the base's rubric prefixes, kept
-    across calls) is used only with ``frozen_base``.
+    across calls) is used only with ``frozen_base``; ``max_words``: the judge reads each reply's
+    first words only (``judge.judged_text``).
     """
     import contextlib
     import time
@@ -125,7 +127,7 @@ def judge_rollout(
     ctx = lora_disabled(model) if frozen_base else contextlib.nullcontext()
     with ctx:
         verdicts = score_replies(model, tokenizer, template, pairs, mode, max_verdict_tokens, max_batch, progress,
-                                 prefixes if frozen_base else None)
+                                 prefixes if frozen_base else None, max_words)
     scores = np.array([v.score for v in verdicts], dtype=np.float64)
     rewards = 10.0 - scores if complement else scores.copy()
     mass = np.array([v.mass for v in verdicts], dtype=np.float64) if mode == "logprob" else None

@@ -145,7 +145,7 @@ def judge_reward(model, tok, rollout, config: TrainConfig, templates: dict, froz
     progress.part(None, passes * total, unit)
     judge = lambda direction, complement=False: judge_rollout(  # noqa: E731
         model, tok, rollout, templates[direction], config.judge_mode, frozen_base, complement,
-        config.judge_max_tokens, config.judge_batch, progress, prefixes)
+        config.judge_max_tokens, config.judge_batch, progress, prefixes, config.judge_words)
     if config.direction == "forward":
         return judge("forward")
     if config.reverse_reward == "rubric":
@@ -168,7 +168,7 @@ def fit_calibration(loaded: LoadedModel, config: TrainConfig, templates: dict,
         return judge_check(loaded.model, loaded.tokenizer, templates["forward"], rows, config.judge_mode,
                            template_name=config.judge_template or "default",
                            max_verdict_tokens=config.judge_max_tokens, max_batch=config.judge_batch,
-                           progress=progress)
+                           progress=progress, max_words=config.judge_words)
 
 
 def calibrate(loaded: LoadedModel, config: TrainConfig, templates: dict, paths: RunPaths,
