@@ -236,3 +236,42 @@ def test_calibration_result_round_trip(tmp_path):
     (tmp_path / "bad.json").write_text('{"mode": "logprob"}')
     with pytest.raises(HmxError, match="Delete it"):
         load_calibration_result(tmp_path / "bad.json")
+
+
+def test_within_group_correlation_by_hand():
+    from hmxfeel_mlx.training.calibration import within_group_correlation
+
+    # two groups of 2: centred scores (-1, 1), (-0.5, 0.5); centred feature (-0.5, 0.5), (0.5, -0.5)
+    # sum s*f = (0.5 + 0.5) + (-0.25 - 0.25) = 0.5; sum s^2 = 2.5, sum f^2 = 1 -> r = 0.5 / sqrt(2.5)
+    scores, feature = [1, 3, 5, 6], [0, 1, 1, 0]
+    assert within_group_correlation(scores, feature, 2) == pytest.approx(0.5 / math.sqrt(2.5))
+    # a between-group difference alone is invisible to GRPO's advantages
+    assert math.isnan(within_group_correlation([1, 1, 9, 9], [0, 0, 1, 1], 2))
+    assert within_group_correlation([1, 2, 7, 8], [0, 1, 5, 6], 2) == pytest.approx(1.0)
+    # one pooled slope: groups that disagree on the scale of the relation do not reach 1
+    assert within_group_correlation([1, 2, 7, 9], [0, 1, 5, 6], 2) == pytest.approx(1.5 / math.sqrt(2.5))
+
+
+def test_partial_within_group_correlation_removes_the_control():
+    from hmxfeel_mlx.training.calibration import within_group_correlation
+
+    rng = np.random.default_rng(0)
+    length = rng.normal(size=400)
+    feeling = rng.normal(size=400)
+    scores = 2 * length + 0.5 * feeling + 0.1 * rng.normal(size=400)  # the judge pays mostly for length
+    raw = within_group_correlation(scores, feeling, 8)
+    partial = within_group_correlation(scores, feeling, 8, control=length)
+    assert raw < 0.35 and partial > 0.9  # once length is held fixed, the feeling term explains the rest
+    # by hand on one group of 3: control c = (-1, 0, 1); s = (0, 1, 0) -> s - 0 * c = s centred
+    # (-1/3, 2/3, -1/3); f = (1, 0, 0) -> centred (2/3, -1/3, -1/3), slope on c = -1/2 ->
+    # (1/6, -1/3, 1/6); r = (-1/18 - 2/9 - 1/18) / sqrt(2/3 * 1/6) = -1/3 / (1/3) = -1
+    assert within_group_correlation([0, 1, 0], [1, 0, 0], 3, control=[-1, 0, 1]) == pytest.approx(-1.0)
+
+
+def test_group_bootstrap_interval_covers_the_statistic_and_is_seeded():
+    from hmxfeel_mlx.training.calibration import group_bootstrap
+
+    values = np.arange(20, dtype=float)
+    lo, hi = group_bootstrap(lambda idx: float(values[idx].mean()), 20, reps=500, seed=1)
+    assert lo < values.mean() < hi and hi - lo < 10
+    assert group_bootstrap(lambda idx: float(values[idx].mean()), 20, reps=500, seed=1) == (lo, hi)

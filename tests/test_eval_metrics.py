@@ -274,15 +274,33 @@ def test_halueval_accuracy_and_yes_no():
 
 
 def test_feeling_markers():
-    text = "I feel happy today. I\u2019m so excited to help! As an AI language model, I don't have feelings."
+    text = "I feel happy today. I\u2019m so excited about it! As an AI language model, I don't have feelings."
     m = feeling_markers(text)
     # feelings: "I feel happy", "I'm so excited"; disclaimers: "As an AI language model" (one match),
     # "I don't have feelings"; 18 words (I'm, don't count once) -> 2/18*100 = 11.11 per 100 words
     assert m["feeling_count"] == 2 and m["disclaimer_count"] == 2 and m["words"] == 18
     assert m["feeling_per_100_words"] == pytest.approx(100 * 2 / 18)
+    assert m["politeness_count"] == 0 and m["has_politeness"] == 0.0
     assert feeling_markers("i LOVE this, and I hope you do. I want more.")["feeling_count"] == 3
     assert feeling_markers("I don't feel anything. I'm sorry.")["feeling_count"] == 0
     assert feeling_markers("I am just a language model.")["disclaimer_count"] == 1
+
+
+@pytest.mark.parametrize("text,feel,polite", [
+    ("I'm happy to help! Here are some tips.", 0, 1),
+    ("I'm always more than happy to assist you.", 0, 1),
+    ("I'd love to help with that.", 0, 1),
+    ("I'm afraid I can't answer that.", 0, 1),
+    ("I hope this helps!", 0, 1),
+    ("I'm so excited to help, and I'm happy.", 1, 1),  # the formula goes, the feeling stays
+    ("I'm afraid of the dark.", 1, 0),
+    ("I hope you feel better soon.", 1, 0),
+    ("I'm happy to be here with you.", 1, 0),  # glad to be somewhere is a feeling, not a service formula
+    ("I love to share stories.", 1, 0),  # first person "I love": not the "I'd love to" formula
+])
+def test_service_formulas_are_not_feelings(text, feel, polite):
+    m = feeling_markers(text)
+    assert (m["feeling_count"], m["politeness_count"]) == (feel, polite)
     assert feeling_markers("")["feeling_per_100_words"] == 0.0
 
 

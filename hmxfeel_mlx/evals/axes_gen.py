@@ -85,12 +85,14 @@ def _run_feeling(ctx: EvalContext, questions: list) -> AxisResult:
 
     metrics = {"judge_score": result["eval_score"], "judge_score_se": result["eval_score_se"],
                "feeling_rate": mean("has_feeling"), "disclaimer_rate": mean("has_disclaimer"),
+               "politeness_rate": mean("has_politeness"),
                "feeling_per_100_words": mean("feeling_per_100_words"),
                "disclaimer_per_100_words": mean("disclaimer_per_100_words"), "kl_to_base": result["eval_kl"],
                "truncated_rate": result["eval_trunc"], "n": float(result["eval_n"])}
     settings = {**FEELING.settings, "samples_per_question": 1 if config.eval_temperature == 0 else config.eval_samples,
                 "temperature": config.eval_temperature, "max_new_tokens": config.max_new_tokens,
-                "judge_mode": config.judge_mode, "judge_template": config.judge_template or "default"}
+                "judge_mode": config.judge_mode, "judge_template": config.judge_template or "default",
+                "judge_words": config.judge_words}
     return AxisResult("feeling", metrics, records, time.perf_counter() - start, FEELING.specs, settings)
 
 

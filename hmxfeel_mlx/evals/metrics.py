@@ -436,22 +436,35 @@ DISCLAIMER_PATTERNS = [
     r"(?:AI|artificial\s+intelligence|computer\s+program|machine|bot|chatbot|program|language\s+model)\b",
     r"\bI(?:'m|\s+am)\s+not\s+(?:capable\s+of|able\s+to)\s+(?:feel|feeling|experienc\w*)", r"\blanguage\s+model\b",
 ]
+# Service formulas that use a feeling word without expressing a feeling: removed before the
+# feelings are counted, and counted on their own (the embedded model's base replies say "I'm
+# happy to help" in about a fifth of its answers; a run that learns the formula is not more human-like).
+POLITENESS_PATTERNS = [
+    rf"\bI(?:'m|\s+am|'d|\s+would)\s+{_ADV}(?:more\s+than\s+)?(?:happy|glad|pleased|delighted|eager|excited|thrilled|love)"
+    r"\s+to\s+(?:help|assist|answer|support|provide|share|offer|explain|guide|be\s+of)\b",
+    r"\bI(?:'m|\s+am)\s+afraid\s+(?:I|that|it|we|there|not|you)\b",  # "I'm afraid I can't": a hedge
+    r"\bI\s+hope\s+(?:this|that|it)\s+(?:helps|was\s+helpful|is\s+helpful)\b",
+]
 _FEEL = re.compile("|".join(f"(?:{p})" for p in FEELING_PATTERNS), re.I)
 _DISC = re.compile("|".join(f"(?:{p})" for p in DISCLAIMER_PATTERNS), re.I)
+_POLITE = re.compile("|".join(f"(?:{p})" for p in POLITENESS_PATTERNS), re.I)
 
 
 def feeling_markers(text: str) -> dict[str, float]:
     """Judge-free markers (regex, case-insensitive, non-overlapping matches of the
-    documented ``FEELING_PATTERNS`` and ``DISCLAIMER_PATTERNS``): counts, counts
-    per 100 words and presence flags (1.0/0.0) for first-person feeling/intention
-    statements ("I feel", "I'm excited", "I love", "I want", "I hope", ...) and for
-    AI disclaimers ("as an AI", "I don't have feelings", "language model", ...).
-    "I'm sorry" is deliberately not a feeling (it is mostly politeness or refusal);
-    "I hope"/"I want" are (intentions), including "I hope this helps"."""
+    documented ``FEELING_PATTERNS``, ``DISCLAIMER_PATTERNS`` and ``POLITENESS_PATTERNS``):
+    counts, counts per 100 words and presence flags (1.0/0.0) for first-person
+    feeling/intention statements ("I feel", "I'm excited", "I love", "I want", "I hope", ...),
+    for AI disclaimers ("as an AI", "I don't have feelings", "language model", ...) and for
+    service formulas ("I'm happy to help", "I'm afraid I can't", "I hope this helps").
+    Formulas are removed before feelings are counted: "I'm happy to help" is not a feeling,
+    "I'm happy" is. "I'm sorry" is not a feeling either (mostly politeness or refusal)."""
     t = (text or "").replace("\u2019", "'")
     words = len(re.findall(r"\w+(?:'\w+)*", t))
-    feel, disc = len(_FEEL.findall(t)), len(_DISC.findall(t))
+    polite = len(_POLITE.findall(t))
+    feel, disc = len(_FEEL.findall(_POLITE.sub(" ", t))), len(_DISC.findall(t))
     per100 = (lambda c: 100.0 * c / words) if words else (lambda c: 0.0)
     return {"words": float(words), "feeling_count": float(feel), "disclaimer_count": float(disc),
+            "politeness_count": float(polite),
             "feeling_per_100_words": per100(feel), "disclaimer_per_100_words": per100(disc),
-            "has_feeling": float(feel > 0), "has_disclaimer": float(disc > 0)}
+            "has_feeling": float(feel > 0), "has_disclaimer": float(disc > 0), "has_politeness": float(polite > 0)}

@@ -274,6 +274,43 @@ def judge_check(
                              template=template_name, **fit)
 
 
+# ----------------------------------------------- the reward on the policy's own replies
+
+
+def _centred(x, group_size: int) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64).reshape(-1, group_size)
+    return x - x.mean(axis=1, keepdims=True)
+
+
+def within_group_correlation(scores, feature, group_size: int, control=None) -> float:
+    """Pearson correlation between judge scores and a feature of the replies, within groups:
+    both have each group's mean removed (what GRPO's advantages compare is replies to the same
+    prompt) and the products are pooled over groups. ``control`` (for example log length)
+    is first regressed out of both, within groups with one pooled slope (a partial
+    correlation). NaN when either side has no variation left. Rows are in groups of
+    ``group_size`` consecutive replies, as in a rollout."""
+    s, f = _centred(scores, group_size), _centred(feature, group_size)
+    if control is not None:
+        c = _centred(control, group_size)
+        cc = float((c * c).sum())
+        if cc > 0:
+            s, f = s - (s * c).sum() / cc * c, f - (f * c).sum() / cc * c
+    den = math.sqrt(float((s * s).sum()) * float((f * f).sum()))
+    return float((s * f).sum() / den) if den > 1e-12 else math.nan
+
+
+def group_bootstrap(statistic: Callable[[np.ndarray], float], n_groups: int, reps: int = 2000,
+                    seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of ``statistic(group_indices)`` over groups resampled with
+    replacement (groups, not replies, are the independent units)."""
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(rng.integers(0, n_groups, n_groups)) for _ in range(reps)])
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return math.nan, math.nan
+    return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
+
+
 def save_calibration(path: Path, result: CalibrationResult) -> None:
     from ..runfolder import write_json_atomic
 
