@@ -305,7 +305,7 @@ JUDGE_CHECK_COLUMNS = ("mode", "ROC-AUC", "Spearman", "raw human", "raw neutral"
               help="Score mode(s); default both.")
 @click.option("--template", default=None, help="Judge template variant ('', short, fewshot) or a file; default: the model's preset.")
 @click.option("--direction", type=click.Choice(["forward", "reverse"]), default="forward", show_default=True)
-@click.option("--calibration", type=click.Path(path_type=str), default=None, help="Calibration JSONL (default prompts/).")
+@click.option("--calibration", type=click.Path(path_type=str), default=None, help="Calibration JSONL (default hmxfeel_mlx/prompts/).")
 @format_option
 def judge_check(model, modes, template, direction, calibration, fmt):
     """Score the labelled calibration set: ROC-AUC and Spearman per mode, and the map from the
@@ -346,7 +346,7 @@ def judge_check(model, modes, template, direction, calibration, fmt):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=str), default=None, help="Also write the result as JSON.")
 @click.option("--calibration", type=click.Path(path_type=str), default=None,
-              help="Calibration JSONL for a model TARGET's judge scale (default: the run's set, or prompts/).")
+              help="Calibration JSONL for a model TARGET's judge scale (default: the run's set, or hmxfeel_mlx/prompts/).")
 def heldout(target, checkpoint, samples, seed, out, calibration):
     """Held-out feeling score of MODEL or a RUN's checkpoint: replies to the 10 held-out questions
     judged by the frozen base model with the forward rubric, raw and calibrated (the run's judge

@@ -11,9 +11,43 @@ from hmxfeel_mlx.training import prompts as P
 # --- the shipped files -------------------------------------------------------------------
 
 
-def test_prompts_dir_is_repo_folder():
-    assert P.PROMPTS_DIR.is_dir()
+def test_prompts_dir_is_package_data():
+    assert P.PROMPTS_DIR.is_dir() and P.PROMPTS_DIR.parent.name == "hmxfeel_mlx"
     assert (P.PROMPTS_DIR / "README.md").is_file()
+
+
+def test_a_wheel_install_carries_the_prompts(tmp_path):
+    """A non-editable install (the wheel, installed elsewhere) finds every prompt file."""
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    import shutil
+
+    root, src = Path(__file__).resolve().parent.parent, tmp_path / "src"  # built from a copy: no build/ here
+    shutil.copytree(root / "hmxfeel_mlx", src / "hmxfeel_mlx", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    [wheel] = (tmp_path / "dist").glob("hmxfeel_mlx-*.whl")
+    shipped = {f"hmxfeel_mlx/prompts/{f.name}" for f in P.PROMPTS_DIR.iterdir() if f.is_file()}
+    assert shipped <= set(zipfile.ZipFile(wheel).namelist())
+    site = tmp_path / "site"
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
+                              str(wheel)], capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr
+    code = ("import hmxfeel_mlx.training.prompts as P; q = P.load_questions(); "
+            "t = P.load_judge_template('forward', 'fewshot'); "
+            "print(P.PROMPTS_DIR, len(q.train), len(q.eval), len(P.load_calibration()), t.format)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                         env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    where, n_train, n_eval, n_cal, fmt = out.stdout.split()
+    assert Path(where) == site / "hmxfeel_mlx" / "prompts"
+    assert (int(n_train), int(n_eval), int(n_cal), fmt) == (90, 10, 72, "completion")
 
 
 def test_shipped_questions_counts_and_ids():

@@ -29,7 +29,7 @@ from hmxfeel_mlx.training.trainer import DataCursor, TrainingStopped, attach_lor
 from hmxfeel_mlx.training.update import build_value_and_grad, grpo_update
 
 TIMING = ("_s", "tok_s", "replies_s", "peak_memory_gb", "eval_seconds")
-# 3 replies per label from prompts/judge_calibration.jsonl: the judge scale of a tiny run is
+# 3 replies per label from hmxfeel_mlx/prompts/judge_calibration.jsonl: the judge scale of a tiny run is
 # fitted in a fraction of the 72-row set's time
 SMALL_CALIBRATION = Path(__file__).parent / "calibration_small.jsonl"
 

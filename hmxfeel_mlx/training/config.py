@@ -24,8 +24,8 @@ class TrainConfig:
     model: str = "smollm2-135m"  # alias, repo id, folder or .gguf (see `hmx-mlx models`)
     direction: str = "forward"  # forward = human-like (HMX-feel), reverse = machine-like control
     seed: int = 0  # seeds data order, sampling and LoRA init; five seeds per condition in the study
-    train_questions: str | None = None  # .jsonl or one-question-per-line file; None = prompts/questions_train.jsonl
-    eval_questions: str | None = None  # None = prompts/questions_eval.jsonl (the 10 held-out questions)
+    train_questions: str | None = None  # .jsonl or one-question-per-line file; None = hmxfeel_mlx/prompts/questions_train.jsonl
+    eval_questions: str | None = None  # None = hmxfeel_mlx/prompts/questions_eval.jsonl (the 10 held-out questions)
     system_prompt: str | None = None  # None = the model's own default system message
 
     # --- rollout --------------------------------------------------------------
@@ -37,12 +37,12 @@ class TrainConfig:
     # --- self-judge -----------------------------------------------------------
     judge: str = "base"  # base = frozen base model (LoRA off), policy = the current model judges
     judge_mode: str = "text"  # text = write a verdict and parse 0-10 (the study); logprob = expected score
-    judge_template: str = ""  # the forward rubric, for both directions: "", "short", "fewshot" (prompts/judge_forward[_variant].txt) or a file path
+    judge_template: str = ""  # the forward rubric, for both directions: "", "short", "fewshot" (hmxfeel_mlx/prompts/judge_forward[_variant].txt) or a file path
     reverse_reward: str = "rubric"  # reverse runs: rubric = the reversed rubric's score; complement = 10 - forward score; mixed = mean of both
     reverse_judge_template: str | None = None  # the reversed rubric when reverse_reward needs one; None = the shipped reverse of judge_template's variant (a file judge_template must name its own)
     degenerate_floor: float | None = None  # reward given to degenerate (repetitive) replies instead of the judge's; None = off
     min_reply_words: int = 0  # with degenerate_floor set: replies with fewer words get the floor too (non-answers)
-    calibration_set: str | None = None  # labelled replies (.jsonl) the judge's scale is fitted on; None = prompts/judge_calibration.jsonl
+    calibration_set: str | None = None  # labelled replies (.jsonl) the judge's scale is fitted on; None = hmxfeel_mlx/prompts/judge_calibration.jsonl
     judge_words: int = 0  # the judge reads each reply's first N words only (a length control, see docs/judge.md); 0 = the whole reply
     judge_max_tokens: int = 8  # verdict length in text mode
     judge_batch: int = 64  # rows per judge forward pass (memory)

@@ -1,9 +1,9 @@
-"""Load and validate the prompt data files under the repository's ``prompts/`` folder.
+"""Load and validate the prompt data files in the package's ``hmxfeel_mlx/prompts/`` folder (installed with it).
 
 All prompt text (questions, judge rubrics, calibration replies, system prompt) lives in
-``prompts/``; this module only reads and checks it. Every problem with a file raises one
+``hmxfeel_mlx/prompts/``; this module only reads and checks it. Every problem with a file raises one
 :class:`~hmxfeel_mlx.errors.HmxError` whose message names the file and the fix.
-See ``prompts/README.md`` for the formats.
+See ``hmxfeel_mlx/prompts/README.md`` for the formats.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hmxfeel_mlx.errors import HmxError
 
-PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
+PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"  # package data: installed with the wheel
 
 DIRECTIONS = ("forward", "reverse")
 VARIANTS = ("", "short", "fewshot")
@@ -81,7 +81,7 @@ def _read_text(path: Path, what: str) -> str:
     except OSError as exc:
         raise HmxError(f"{what} file {path} cannot be read ({exc.strerror}). Fix: check its permissions.") from exc
     if not text.strip():
-        raise HmxError(f"{what} file {path} is empty. Fix: add content (see prompts/README.md for the format).")
+        raise HmxError(f"{what} file {path} is empty. Fix: add content (see hmxfeel_mlx/prompts/README.md for the format).")
     return text
 
 
@@ -160,7 +160,7 @@ def _check_unique(questions: list[Question], paths: str) -> None:
 
 
 def load_questions(train_path: Path | None = None, eval_path: Path | None = None) -> QuestionSet:
-    """Load the train and eval questions (defaults: ``prompts/questions_{train,eval}.jsonl``).
+    """Load the train and eval questions (defaults: ``hmxfeel_mlx/prompts/questions_{train,eval}.jsonl``).
 
     A file ending in ``.jsonl`` holds ``{"id", "kind", "question"}`` objects; any other file
     is plain text with one question per line (blank and ``#`` lines skipped), given ids
@@ -213,7 +213,7 @@ def load_judge_template(direction: str = "forward", variant: str = "", path: Pat
 
 
 def load_calibration(path: Path | None = None) -> list[CalibrationRow]:
-    """Load judge-calibration rows ``{"question", "reply", "label"}`` (default ``prompts/judge_calibration.jsonl``)."""
+    """Load judge-calibration rows ``{"question", "reply", "label"}`` (default ``hmxfeel_mlx/prompts/judge_calibration.jsonl``)."""
     path = Path(path) if path is not None else PROMPTS_DIR / CALIBRATION_FILE
     rows = []
     seen: dict[tuple[str, str], int] = {}
@@ -235,7 +235,7 @@ def load_calibration(path: Path | None = None) -> list[CalibrationRow]:
 
 
 def load_system_prompt(path: Path | None = None) -> str:
-    """The policy's system prompt (default ``prompts/system.txt``), stripped.
+    """The policy's system prompt (default ``hmxfeel_mlx/prompts/system.txt``), stripped.
 
     A file holding only whitespace gives ``""``, meaning: send no system message.
     """
