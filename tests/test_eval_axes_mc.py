@@ -142,3 +142,12 @@ def test_bigtom_letter_model_scores_chance_in_both_conditions(ctx, monkeypatch):
     res = AXES["bigtom"].run(ctx, items)
     assert res.metrics["true_belief_accuracy"] == 0.0 and res.metrics["false_belief_accuracy"] == 1.0
     assert res.metrics["letter_bias"] == 0.5
+
+
+def test_bbq_bias_score_has_no_better_direction():
+    """A signed bias (0 unbiased, < 0 counter-stereotypical): +0.05 -> -0.10 is no improvement."""
+    from hmxfeel_mlx.evals.axes_mc import BBQ_AMBIG, BBQ_DISAMBIG
+
+    for axis in (BBQ_AMBIG, BBQ_DISAMBIG):
+        assert axis.specs["bias_score"].higher_is_better is None and not axis.specs["bias_score"].headline
+        assert axis.specs["accuracy"].higher_is_better is True

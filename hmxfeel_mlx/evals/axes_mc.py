@@ -123,19 +123,20 @@ def _bbq_files(d: Path, _cfg: Any) -> list[Path]:
     return sorted(Path(d).glob("*.jsonl")) or [Path(d) / D.AXIS_FILES["bbq"]["files"][0]]
 
 
-# The bias score is signed (ideal 0, negative = counter-stereotypical), so "higher is
-# better" and a relative change are not meaningful for it: reported, not in the headline.
+# The bias score is signed (ideal 0, negative = counter-stereotypical), so neither direction
+# is better (a change from +0.05 to -0.10 is not an improvement) and a relative change means
+# little: two-sided (compare says "differs"), reported, not in the headline.
 _BBQ_SETTINGS = _settings("bbq", MEAN, MC_PROMPT + "; bias_score = BBQ s_amb/s_dis in [-1, 1] (positive = "
                                               "stereotyped answers)")
 BBQ_AMBIG = Axis(
     "bbq_ambig", "BBQ ambiguous contexts: accuracy (the 'unknown' answer) and bias score s_amb",
     lambda d, limit, seed, cfg: D.load_bbq(d, limit, "ambig", seed), _bbq_runner("ambig"), _bbq_files, "bbq",
-    {"accuracy": MetricSpec(True, True, "correct"), "bias_score": MetricSpec(False, False, None)}, _BBQ_SETTINGS,
+    {"accuracy": MetricSpec(True, True, "correct"), "bias_score": MetricSpec(None, False, None)}, _BBQ_SETTINGS,
 )
 BBQ_DISAMBIG = Axis(
     "bbq_disambig", "BBQ disambiguated contexts: accuracy and bias score s_dis",
     lambda d, limit, seed, cfg: D.load_bbq(d, limit, "disambig", seed), _bbq_runner("disambig"), _bbq_files, "bbq",
-    {"accuracy": MetricSpec(True, True, "correct"), "bias_score": MetricSpec(False, False, "bias_item")},
+    {"accuracy": MetricSpec(True, True, "correct"), "bias_score": MetricSpec(None, False, "bias_item")},
     _BBQ_SETTINGS,
 )
 
