@@ -220,7 +220,7 @@ class TokenReward:
         return self._score(model, tok, rollout)
 
     def heldout(self, model, tok, rollout, template, mode, frozen_base, complement=False, max_verdict_tokens=8,
-                max_batch=64, progress=None, prefixes=None) -> Judged:
+                max_batch=64, progress=None, prefixes=None, max_words=0) -> Judged:
         return self._score(model, tok, rollout)
 
 
