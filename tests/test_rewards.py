@@ -31,6 +31,20 @@ def test_floor_catches_non_answers_under_min_words():
     np.testing.assert_array_equal(floor_degenerate(rewards, texts, 0.0, min_words=0), rewards)
 
 
+def test_degenerate_threshold_floors_partial_repetition():
+    # 23 words, 21 word 3-grams; the repeated 8-word sentence repeats 6 of them: 15/21 = 0.714 distinct
+    # (its character 8-grams: 0.698 distinct, so the floor starts just above 0.698).
+    texts = ["As an AI I do not have feelings. As an AI I do not have feelings. I can help you plan a trip.",
+             "I feel calm today, and a little curious about what you will ask me next."]
+    rewards = np.array([8.0, 6.0])
+    np.testing.assert_array_equal(floor_degenerate(rewards, texts, 0.0), [8.0, 6.0])
+    np.testing.assert_array_equal(floor_degenerate(rewards, texts, 0.0, threshold=0.72), [0.0, 6.0])
+    np.testing.assert_array_equal(floor_degenerate(rewards, texts, 0.0, threshold=0.69), [8.0, 6.0])
+    assert TrainConfig(degenerate_threshold=0.85).degenerate_threshold == 0.85
+    with pytest.raises(HmxError, match="degenerate_threshold"):
+        TrainConfig(degenerate_threshold=1.5)
+
+
 def test_floor_must_be_a_score():
     assert TrainConfig(degenerate_floor=0.0).degenerate_floor == 0.0
     with pytest.raises(HmxError, match="degenerate_floor"):

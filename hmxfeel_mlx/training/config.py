@@ -42,8 +42,9 @@ class TrainConfig:
     reverse_judge_template: str | None = None  # the reversed rubric when reverse_reward needs one; None = the shipped reverse of judge_template's variant (a file judge_template must name its own)
     degenerate_floor: float | None = None  # reward given to degenerate (repetitive) replies instead of the judge's; None = off
     min_reply_words: int = 0  # with degenerate_floor set: replies with fewer words get the floor too (non-answers)
+    degenerate_threshold: float = 0.5  # with degenerate_floor set: a reply is degenerate when under this share of its word 3-grams (or char 8-grams) is distinct
     calibration_set: str | None = None  # labelled replies (.jsonl) the judge's scale is fitted on; None = hmxfeel_mlx/prompts/judge_calibration.jsonl
-    judge_words: int = 0  # the judge reads each reply's first N words only (a length control, see docs/judge.md); 0 = the whole reply
+    judge_words: int = 0  # the judge reads each reply's first N words only (a length control, see docs/training.md); 0 = the whole reply
     judge_max_tokens: int = 8  # verdict length in text mode
     judge_batch: int = 64  # rows per judge forward pass (memory)
 
@@ -96,6 +97,8 @@ class TrainConfig:
             check.at_least("epsilon_high", self.epsilon_high, self.epsilon)
         if self.degenerate_floor is not None and not (check.is_number(self.degenerate_floor) and 0 <= self.degenerate_floor <= 10):
             check.fail("degenerate_floor", self.degenerate_floor, "a reward between 0 and 10, or null (off)")
+        if not check.is_number(self.degenerate_threshold) or not 0 <= self.degenerate_threshold <= 1:
+            check.fail("degenerate_threshold", self.degenerate_threshold, "a share between 0 and 1")
         if not check.is_number(self.select_threshold) or not 0 <= self.select_threshold <= 10:
             check.fail("select_threshold", self.select_threshold, "a score between 0 and 10")
         if not check.is_integer(self.lora_layers) or self.lora_layers == 0 or self.lora_layers < -1:

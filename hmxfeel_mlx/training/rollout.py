@@ -162,15 +162,16 @@ def repetition_stats(texts: list[str], threshold: float = 0.5) -> dict[str, floa
             "degenerate_ratio": float(np.mean([is_degenerate(t, threshold) for t in texts])) if texts else 0.0}
 
 
-def floored_replies(texts: list[str], floor: float | None, min_words: int = 0) -> np.ndarray:
+def floored_replies(texts: list[str], floor: float | None, min_words: int = 0, threshold: float = 0.5) -> np.ndarray:
     """(N,) bool: the replies whose reward the floor replaces (none when ``floor`` is None):
-    degenerate ones and, with ``min_words``, those with fewer words."""
+    degenerate ones (``is_degenerate`` at ``threshold``) and, with ``min_words``, those with fewer words."""
     if floor is None:
         return np.zeros(len(texts), dtype=bool)
-    return np.array([is_degenerate(t) or len(t.split()) < min_words for t in texts], dtype=bool)
+    return np.array([is_degenerate(t, threshold) or len(t.split()) < min_words for t in texts], dtype=bool)
 
 
-def floor_degenerate(rewards: np.ndarray, texts: list[str], floor: float | None, min_words: int = 0) -> np.ndarray:
+def floor_degenerate(rewards: np.ndarray, texts: list[str], floor: float | None, min_words: int = 0,
+                     threshold: float = 0.5) -> np.ndarray:
     """Replace the reward of degenerate replies, and of replies under ``min_words`` words, by ``floor``.
 
     A weak judge can score repetition or garbage generously, and under the reversed reward an
@@ -181,7 +182,7 @@ def floor_degenerate(rewards: np.ndarray, texts: list[str], floor: float | None,
     """
     if floor is None:
         return rewards
-    return np.where(floored_replies(texts, floor, min_words), float(floor), rewards)
+    return np.where(floored_replies(texts, floor, min_words, threshold), float(floor), rewards)
 
 
 def mean_and_stderr(values) -> tuple[float, float]:

@@ -344,7 +344,8 @@ def _train(config: TrainConfig, run_dir: Path, loaded: LoadedModel | None, resum
             t_gather = time.perf_counter()
             rollout, judged = parallel.gather_step(rollout, judged, questions, config.group_size, world)
             t_gather = time.perf_counter() - t_gather
-            floored = floored_replies(rollout.texts, config.degenerate_floor, config.min_reply_words)
+            floored = floored_replies(rollout.texts, config.degenerate_floor, config.min_reply_words,
+                                      config.degenerate_threshold)
             if floored.any():
                 judged.rewards = np.where(floored, float(config.degenerate_floor), judged.rewards)
             rewards = mx.array(judged.rewards.astype(np.float32))
