@@ -46,3 +46,36 @@ def test_runs_without_calibrated_scores_use_the_raw_one_and_say_so():
     assert out["selected_step"] == 20 and out["threshold_scale"] == "raw" and "raw held-out" in out["rule"]
     mixed = [FORWARD[0], {"step": 10, "eval_score": 7.6}]  # one evaluation lacks the calibrated score
     assert score_key(mixed) == "eval_score"
+
+
+def test_a_base_that_already_crosses_is_flagged():
+    from hmxfeel_mlx.training.progress import format_summary
+    from hmxfeel_mlx.training.selection import base_warning
+
+    # the embedded model's base on its held-out questions: raw 4.15, calibrated 8.12 (>= 7.5 before any training)
+    base = {"step": 0, "eval_score": 4.15, "eval_score_cal": 8.12}
+    warning = base_warning([base, *FORWARD], "forward", 7.5)
+    assert warning.startswith("the base model's calibrated held-out score (8.12) already is >= 7.5")
+    assert base_warning([{**base, "eval_score_cal": 5.0}, *FORWARD], "forward", 7.5) is None
+    assert base_warning(FORWARD, "forward", 7.5) is None  # no step 0
+    assert base_warning([{**base, "eval_score_cal": 2.5}, *REVERSE], "reverse", 7.5).endswith("markers) instead.")
+    assert base_warning([base, *REVERSE], "reverse", 7.5) is None
+    assert format_summary({"status": "finished", "rule_warning": warning}).endswith("\nwarning: " + warning)
+
+
+def test_the_run_summary_carries_the_warning(tmp_path):
+    import json
+
+    from hmxfeel_mlx.runfolder import RunPaths
+    from hmxfeel_mlx.training.config import TrainConfig
+    from hmxfeel_mlx.training.trainer import summarize
+
+    paths = RunPaths(tmp_path)
+    rows = [{"step": 0, "eval_score": 4.15, "eval_score_cal": 8.12}, {"step": 1, "loss": 0.0},
+            {"step": 5, "eval_score": 4.2, "eval_score_cal": 8.3}]
+    paths.metrics.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = summarize(TrainConfig(), paths, "finished")
+    assert "8.12" in out["rule_warning"] and json.loads(paths.summary.read_text())["rule_warning"] == out["rule_warning"]
+    rows[0]["eval_score_cal"] = 5.0
+    paths.metrics.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert "rule_warning" not in summarize(TrainConfig(), paths, "finished")

@@ -77,7 +77,8 @@ def format_summary(summary: dict) -> str:
     reason = f" ({summary['reason']})" if summary.get("reason") else ""
     line = (f"{summary.get('status', 'no summary')}: {moved}; selected checkpoint: "
             f"{'step_' + str(sel) if sel is not None else 'none'}{reason}")
-    return line + (f"; {summary['stopped']}" if summary.get("stopped") else "")
+    line += f"; {summary['stopped']}" if summary.get("stopped") else ""
+    return line + (f"\nwarning: {summary['rule_warning']}" if summary.get("rule_warning") else "")
 
 
 class StepPrinter:

@@ -80,6 +80,23 @@ def select(evals: Iterable[dict], direction: str, select_threshold: float) -> di
     return {"selected_step": best["step"], "reason": REASON_BEST, **out}
 
 
+def base_warning(evals: Iterable[dict], direction: str, select_threshold: float) -> str | None:
+    """A warning when the base model's own held-out evaluation (step 0) already crosses the
+    threshold: the rule then selects the first checkpoint whatever the training did, so the
+    selection says nothing about the training. None when the base does not cross (or is absent)."""
+    rows = list(evals)
+    base = next((e for e in rows if e["step"] == 0), None)
+    key = score_key(rows)
+    if base is None or not crosses(direction, select_threshold, base.get(key)):
+        return None
+    value, op = threshold(direction, select_threshold)
+    scale = threshold_scale(rows)
+    return (f"the base model's {scale} held-out score ({base[key]:.2f}) already is {op} {value:g}: the rule "
+            "selects the first checkpoint whatever the training did. The judge's scale does not separate "
+            "trained from untrained replies on these questions; compare checkpoints by their change from "
+            "the base (and the judge-free markers) instead.")
+
+
 def crossing_checkpoints(evals: Iterable[dict], direction: str, select_threshold: float) -> list[int]:
     """The steps of the checkpointed evaluations that cross the threshold, in step order; all of
     them when none crosses. The candidates for pairing a forward with a reverse checkpoint (at a

@@ -233,6 +233,9 @@ def summarize(config: TrainConfig, paths: RunPaths, status: str, stopped: str | 
         "evals": [{**{k: e[k] for k in SUMMARY_EVAL_KEYS if k in e}, "checkpoint": e["step"] in ckpts,
                    "crossed": hit} for e, hit in zip(evals, crossed)],
     }
+    warning = selection.base_warning(evals, config.direction, config.select_threshold)
+    if warning:
+        summary["rule_warning"] = warning
     if evals:
         base = evals[0] if evals[0]["step"] == 0 else {}
         summary["base_eval_score"] = base.get("eval_score")
