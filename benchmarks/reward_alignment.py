@@ -39,6 +39,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--templates", default=None, help="comma-separated judge templates: '', short, fewshot or "
                     "files (default: the preset's)")
     ap.add_argument("--words", default="0,30", help="comma-separated judge word windows (0 = the whole reply)")
+    ap.add_argument("--directions", default="forward,reverse", help="the rubrics to score with")
+    ap.add_argument("--replies", default=None, help="a JSON file of the sampled replies: read when it exists "
+                    "(same questions, group size and seed), else written, so several judges can be screened "
+                    "on the same replies without sampling again")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results/reward_alignment.json")
     args = ap.parse_args(argv)
@@ -52,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
     from hmxfeel_mlx.training.calibration import group_bootstrap, within_group_correlation
     from hmxfeel_mlx.training.config import resolve_config
     from hmxfeel_mlx.training.heldout import load_template
-    from hmxfeel_mlx.training.rollout import judge_rollout, row_keys, sample_rollout
+    from hmxfeel_mlx.training.rollout import judge_rollout
     from hmxfeel_mlx.training.trainer import check_questions
 
     console = Console()
@@ -63,9 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     questions = check_questions(config)[0][: args.questions]
     n, g = len(questions), args.group_size
     loaded = load_model(args.model)
-    rollout = sample_rollout(loaded.model, loaded.tokenizer, questions, g, tokens, config.temperature,
-                             row_keys(args.seed, 1, range(n), g), config.system_prompt)
-    console.print(f"{n * g} replies in {rollout.seconds:.1f} s")
+    rollout = _replies(args, loaded, config, questions, g, tokens, console)
     marks = [feeling_markers(t) for t in rollout.texts]
     features = {k: np.array([m[f"has_{k}"] for m in marks]) for k in ("feeling", "disclaimer", "politeness")}
     log_words = np.log(np.maximum([m["words"] for m in marks], 1.0))
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     results = []
     for template in templates:
-        for direction in ("forward", "reverse"):
+        for direction in args.directions.split(","):
             tmpl = load_template(direction, template)
             for words in windows:
                 judged = judge_rollout(loaded.model, loaded.tokenizer, rollout, tmpl, config.judge_mode, True,
@@ -93,13 +95,16 @@ def main(argv: list[str] | None = None) -> dict:
                        "sd_within_group": float(np.nanmean(s.reshape(n, g).std(axis=1))),
                        **{f"corr_{k}": corr(s, f) for k, f in features.items()},
                        "corr_log_words": corr(s, log_words),
-                       "corr_feeling_given_length": corr(s, features["feeling"], log_words)}
+                       "corr_feeling_given_length": corr(s, features["feeling"], log_words),
+                       "scores": [None if np.isnan(v) else float(v) for v in s]}
                 results.append(row)
                 console.print(f"{row['template']} {direction} words={words}: {judged.seconds:.1f} s")
     result = {"model": args.model, "questions": n, "group_size": g, "tokens": tokens,
               "temperature": config.temperature, "seed": args.seed, "replies": n * g,
               "rollout_seconds": rollout.seconds,
               "base_rates": {k: float(f.mean()) for k, f in features.items()},
+              "markers": {k: f.astype(int).tolist() for k, f in features.items()},
+              "words": [m["words"] for m in marks],
               "mean_words": float(np.mean([m["words"] for m in marks])), "judges": results,
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "backend": describe_cpu_mode()},
               "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -121,6 +126,31 @@ def main(argv: list[str] | None = None) -> dict:
     out.write_text(json.dumps(result, indent=2) + "\n")
     console.print(f"JSON: {out}")
     return result
+
+
+def _replies(args, loaded, config, questions, g, tokens, console):
+    """The base model's sampled replies: from ``--replies`` when it holds these, else sampled (and saved there)."""
+    from hmxfeel_mlx.training.rollout import Rollout, row_keys, sample_rollout
+
+    key = {"model": args.model, "questions": [q.question for q in questions], "group_size": g, "tokens": tokens,
+           "temperature": config.temperature, "seed": args.seed}
+    path = Path(args.replies) if args.replies else None
+    if path is not None and path.exists():
+        saved = json.loads(path.read_text())
+        if {k: saved.get(k) for k in key} != key:
+            raise SystemExit(f"{path} holds replies sampled with other settings; remove it or give another --replies")
+        rows = [q for q in questions for _ in range(g)]
+        console.print(f"{len(saved['texts'])} replies read from {path}")
+        return Rollout(rows, [], [], [], [], saved["texts"], saved["seconds"])
+    rollout = sample_rollout(loaded.model, loaded.tokenizer, questions, g, tokens, config.temperature,
+                             row_keys(args.seed, 1, range(len(questions)), g), config.system_prompt)
+    console.print(f"{len(rollout.texts)} replies in {rollout.seconds:.1f} s")
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**key, "texts": rollout.texts, "seconds": rollout.seconds}) + "\n")
+        tmp.replace(path)
+    return rollout
 
 
 if __name__ == "__main__":
