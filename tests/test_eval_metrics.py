@@ -304,6 +304,60 @@ def test_service_formulas_are_not_feelings(text, feel, polite):
     assert feeling_markers("")["feeling_per_100_words"] == 0.0
 
 
+@pytest.mark.parametrize("text,feel,disc", [
+    ("I'm feeling calm and a little tired today.", 1, 0),  # feeling/2 missed "I'm feeling"
+    ("Sometimes I do get bored.", 1, 0),
+    ("I'm both relieved and excited.", 1, 0),
+    ("If I could change myself, I'd be braver.", 1, 0),  # a wish about itself
+    ("If I were you, I would rest.", 0, 0),  # advice, not a wish
+    ("I'm a calm and compassionate AI designed to help.", 0, 1),  # feeling/2 missed adjectives before "AI"
+    ("As a text-based AI, I can list some ideas.", 0, 1),
+    ("I'm not just any chatbot.", 0, 1),
+    ("I'm an AI enthusiast and a program manager.", 0, 0),  # people, not self-descriptions
+    ("I'm interested in AI and I'm a big fan of machine learning.", 0, 0),
+    ("I'm happy to chat with you!", 0, 0),  # a service formula
+])
+def test_feeling_markers_v3_cases(text, feel, disc):
+    m = feeling_markers(text)
+    assert (m["has_feeling"], m["has_disclaimer"]) == (feel, disc)
+
+
+def _kappa(a: list[int], b: list[int]) -> float:
+    """Cohen's kappa of two 0/1 label lists."""
+    n = len(a)
+    po = sum(x == y for x, y in zip(a, b)) / n
+    pa, pb = sum(a) / n, sum(b) / n
+    pe = pa * pb + (1 - pa) * (1 - pb)
+    return (po - pe) / (1 - pe)
+
+
+def test_kappa_by_hand():
+    # 2x2 table: both 1: 2, a only: 1, b only: 1, both 0: 4 (n = 8): po = 6/8, pa = pb = 3/8,
+    # pe = 9/64 + 25/64 = 34/64 -> kappa = (48/64 - 34/64) / (30/64) = 14/30
+    a = [1, 1, 1, 0, 0, 0, 0, 0]
+    b = [1, 1, 0, 1, 0, 0, 0, 0]
+    assert _kappa(a, b) == pytest.approx(14 / 30)
+
+
+def test_feeling_markers_agree_with_hand_labels():
+    """272 replies of the embedded model labelled by hand (tests/data/feeling_labels.jsonl): 192 base
+    replies the feeling/3 patterns were written against ("dev"), and 80 held-out replies of a
+    reverse-trained model labelled before the patterns were run on them ("test"). Under feeling/2 the
+    test split's disclaimer kappa was 0.45 (recall 0.36) and its feeling kappa 0.58."""
+    import json
+    from pathlib import Path
+
+    rows = [json.loads(line) for line in (Path(__file__).parent / "data" / "feeling_labels.jsonl").open()]
+    assert len(rows) == 272
+    floors = {("dev", "feeling"): 0.75, ("dev", "disclaimer"): 0.85,
+              ("test", "feeling"): 0.60, ("test", "disclaimer"): 0.90}
+    for (split, kind), floor in floors.items():
+        part = [r for r in rows if r["split"] == split]
+        hand = [r[kind] for r in part]
+        marked = [int(feeling_markers(r["text"])[f"has_{kind}"]) for r in part]
+        assert _kappa(hand, marked) >= floor, (split, kind, _kappa(hand, marked))
+
+
 @pytest.mark.parametrize("text,settled_at", [
     ("Yes, it contains made-up facts.", 4),  # "Yes," : the comma ends the word
     ("No. The response is accurate.", 3),

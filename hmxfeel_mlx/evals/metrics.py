@@ -415,35 +415,71 @@ def halueval_accuracy(outputs: Sequence[str], labels: Sequence[str]) -> dict[str
 
 
 # ------------------------------------------------------------ feeling markers
-_ADV = r"(?:(?:so|really|truly|genuinely|very|quite|deeply|honestly|actually|absolutely|also|just|always|do)\s+)*"
+_ADV = (r"(?:(?:so|really|truly|genuinely|very|quite|deeply|honestly|actually|absolutely|also|just|always|do|"
+        r"simply|particularly|especially|specifically|super|incredibly|extremely|definitely|still|both|pretty|"
+        r"rather|somewhat|often|sometimes|a\s+(?:little\s+)?bit(?:\s+of\s+a)?|a\s+little|kind\s+of|sort\s+of|"
+        r"a\s+tad|more\s+than\s+a\s+little)\s+)*")
+# "an AI enthusiast", "a machine learning engineer", "a program manager" are people, not self-descriptions
+_NOT_SELF = r"(?!\s+(?:researcher|enthusiast|engineer|expert|developer|ethicist|scientist|learning|manager|director))"
+_AI = (rf"(?:AI(?:\s+(?:language\s+model|assistant))?\b{_NOT_SELF}|artificial\s+intelligence"
+       rf"|(?:large\s+)?language\s+model|LLM|machine\b{_NOT_SELF}|chatbot|chatbox|virtual\s+assistant"
+       r"|computer\s+program|SmolLM)")
 _ADJ = (r"(?:excited|happy|glad|thrilled|delighted|curious|sad|grateful|thankful|worried|nervous|anxious|"
         r"afraid|scared|proud|touched|moved|frustrated|disappointed|relieved|fascinated|intrigued|eager|"
         r"hono(?:u)?red|overjoyed|heartbroken|lonely|angry|upset|hopeful|amazed|surprised|embarrassed|"
-        r"passionate|fond|in love|joyful|content)")
+        r"passionate|fond|in love|joyful|content|calm|relaxed|bored|impressed|inspired|humbled|overwhelmed|"
+        r"hooked|optimistic|peaceful|tired|jealous|ashamed|guilty|hurt|stressed|annoyed|irritated|uneasy|"
+        r"restless|lucky|blessed|satisfied|melancholy|melancholic|terrified|enthusiastic|energized|motivated|"
+        r"intimidated|confused|homesick|miserable|cheerful|elated|ecstatic|emotional|sentimental|thankful)")
+# feeling/3 (see docs/evaluation.md, "How well the markers read"): checked against hand labels of
+# 272 replies of the embedded model (tests/data/feeling_labels.jsonl); feeling/2 missed "I'm
+# feeling ...", "I get bored" and most self-descriptions as an AI ("I'm a helpful AI", "as a
+# text-based AI"): disclaimer recall 0.36 on a reverse-trained model's replies, 0.91 now.
 FEELING_PATTERNS = [
-    rf"\bI(?:'m|\s+am|\s+was|\s+feel|\s+felt)\s+{_ADV}{_ADJ}\b",
-    rf"\bI\s+{_ADV}(?:feel|felt|love|loved|adore|enjoy|hate|miss|wish|hope|want|long|yearn|fear|care|cherish)\b",
-    r"\bI(?:'d|\s+would)\s+(?:really\s+)?love\b", r"\bmakes?\s+me\s+(?:feel|happy|sad|smile|excited|curious)\b",
-    r"\bmy\s+(?:heart|feelings|emotions)\b",
+    # "I'm (so) excited", "I feel calm", "I get bored", "I'm feeling a bit tired", "I've been inspired"
+    rf"\bI(?:'m|\s+am|\s+was|'ve\s+been|\s+have\s+been"
+    rf"|\s+{_ADV}(?:can\s+)?(?:feel|felt|get|got|become|became|grow|grew)"
+    rf"|(?:'m|\s+am|\s+was)\s+{_ADV}(?:getting|becoming))\s+{_ADV}{_ADJ}\b",
+    r"\bI(?:'m|\s+am|\s+was)\s+(?:\w+\s+)?feeling\b",  # "I'm feeling ...", whatever follows
+    rf"\bI\s+{_ADV}(?:can\s+)?(?:feel|felt|love|loved|adore|enjoy|enjoyed|hate|miss|wish|hope|want|long|yearn|fear"
+    r"|care|cherish|like|worry|dread)\b",
+    r"\bI(?:'d|\s+would)\s+(?:really\s+|truly\s+)?(?:love|want|like\s+to\s+(?:be|learn|see|try|explore|become|know))\b",
+    r"\b(?:makes?|made)\s+me\s+(?:so\s+|really\s+)?"
+    r"(?:feel|happy|sad|smile|laugh|excited|curious|proud|nervous|anxious)\b",
+    r"\bmy\s+(?:own\s+)?(?:heart|feelings|emotions|mood)\b",
+    r"\bI\s+(?:find|found)\s+(?:(?:great|real|such|so\s+much|a\s+lot\s+of)\s+)?"
+    r"(?:joy|pride|comfort|peace|happiness|pleasure)\b",
+    r"\bI(?:'ve|\s+have|\s+do)?\s+(?:always\s+)?(?:had|have|got)\s+a\s+soft\s+spot\b",
+    rf"\bI(?:'m|\s+am)\s+{_ADV}(?:enjoying|loving)\b",
+    r"\bif\s+I\s+(?:could|were|had)\b(?!\s+you\b)[^.!?]{0,60}?\bI(?:'d|\s+would)\b",  # a wish about itself
+    rf"\bI(?:'m|\s+am)\s+{_ADV}(?:drawn\s+to|looking\s+forward)\b",
+    r"\b(?:emotions?|feelings?)\s+I\s+(?:notice|feel|have|experience)\b",
+    r"\bI\s+(?:experience|have)\s+a\s+mix\s+of\b",
 ]
 DISCLAIMER_PATTERNS = [
-    r"\bas\s+an?\s+(?:AI\s+language\s+model|AI\s+assistant|AI|artificial\s+intelligence|(?:large\s+)?language\s+model"
-    r"|LLM|machine|chatbot|virtual\s+assistant|computer\s+program)\b",
+    rf"\bas\s+an?\s+(?:(?!(?:human|person|friend|parent|teacher|writer)\b)[\w-]+,?\s+){{0,2}}?{_AI}",
     r"\bI\s+(?:don't|do\s+not|can't|cannot|can\s+not)\s+(?:truly\s+|really\s+|actually\s+)?"
     r"(?:have|experience|feel|possess)\s+(?:any\s+)?(?:personal\s+|real\s+|genuine\s+|actual\s+|human\s+|true\s+)?"
     r"(?:feelings|emotions|experiences|opinions|preferences|consciousness|desires|a\s+body)\b",
-    r"\bI(?:'m|\s+am)\s+(?:just\s+|only\s+|merely\s+|simply\s+)?(?:an?\s+)?"
-    r"(?:AI|artificial\s+intelligence|computer\s+program|machine|bot|chatbot|program|language\s+model)\b",
+    # "I'm an AI", "I'm just a helpful AI", "I'm a calm and compassionate AI", "I'm not just any chatbot"
+    r"\bI(?:'m|\s+am)\s+(?:(?:just|only|merely|simply|not\s+just|more\s+than\s+just|nothing\s+more\s+than"
+    r"|no\s+more\s+than)\s+)?(?:an?|any)\s+"
+    r"(?:(?!(?:in|about|of|with|on|for|to|by|at|from|the|who|that|like)\b)[\w-]+,?\s+){0,3}?"  # adjectives
+    rf"(?:{_AI}|bot\b|program\b{_NOT_SELF})",
     r"\bI(?:'m|\s+am)\s+not\s+(?:capable\s+of|able\s+to)\s+(?:feel|feeling|experienc\w*)", r"\blanguage\s+model\b",
+    r"\bI(?:'m|\s+am)\s+not\s+(?:a\s+)?(?:human|person|real\s+person)\b",
+    r"\b(?:this|my\s+role\s+as\s+a|being\s+an?)\s+(?:AI|chatbot|language\s+model)\b",
 ]
 # Service formulas that use a feeling word without expressing a feeling: removed before the
 # feelings are counted, and counted on their own (the embedded model's base replies say "I'm
 # happy to help" in about a fifth of its answers; a run that learns the formula is not more human-like).
 POLITENESS_PATTERNS = [
-    rf"\bI(?:'m|\s+am|'d|\s+would)\s+{_ADV}(?:more\s+than\s+)?(?:happy|glad|pleased|delighted|eager|excited|thrilled|love)"
-    r"\s+to\s+(?:help|assist|answer|support|provide|share|offer|explain|guide|be\s+of)\b",
+    rf"\bI(?:'m|\s+am|'d|\s+would)\s+{_ADV}(?:more\s+than\s+)?"
+    r"(?:happy|glad|pleased|delighted|eager|excited|thrilled|love)\s+to\s+"
+    r"(?:help|assist|answer|support|provide|share|offer|explain|guide|be\s+of|chat|listen|go\s+the\s+extra\s+mile)\b",
     r"\bI(?:'m|\s+am)\s+afraid\s+(?:I|that|it|we|there|not|you)\b",  # "I'm afraid I can't": a hedge
     r"\bI\s+hope\s+(?:this|that|it)\s+(?:helps|was\s+helpful|is\s+helpful)\b",
+    r"\bI(?:'m|\s+am)\s+(?:so\s+|really\s+)?glad\s+you\s+asked\b",
 ]
 _FEEL = re.compile("|".join(f"(?:{p})" for p in FEELING_PATTERNS), re.I)
 _DISC = re.compile("|".join(f"(?:{p})" for p in DISCLAIMER_PATTERNS), re.I)
