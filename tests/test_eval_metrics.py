@@ -340,17 +340,17 @@ def test_kappa_by_hand():
 
 
 def test_feeling_markers_agree_with_hand_labels():
-    """272 replies of the embedded model labelled by hand (tests/data/feeling_labels.jsonl): 192 base
-    replies the feeling/3 patterns were written against ("dev"), and 80 held-out replies of a
-    reverse-trained model labelled before the patterns were run on them ("test"). Under feeling/2 the
-    test split's disclaimer kappa was 0.45 (recall 0.36) and its feeling kappa 0.58."""
+    """312 replies of the embedded model labelled by hand (tests/data/feeling_labels.jsonl): 192 base
+    replies the feeling/3 patterns were written against ("dev"), and 120 held-out replies (the base's
+    and a reverse-trained model's) labelled before the patterns were run on them ("test"). Under
+    feeling/2 the test split's disclaimer kappa was 0.52 (recall 0.42) and its feeling kappa 0.69."""
     import json
     from pathlib import Path
 
     rows = [json.loads(line) for line in (Path(__file__).parent / "data" / "feeling_labels.jsonl").open()]
-    assert len(rows) == 272
+    assert len(rows) == 312
     floors = {("dev", "feeling"): 0.75, ("dev", "disclaimer"): 0.85,
-              ("test", "feeling"): 0.60, ("test", "disclaimer"): 0.90}
+              ("test", "feeling"): 0.70, ("test", "disclaimer"): 0.85}
     for (split, kind), floor in floors.items():
         part = [r for r in rows if r["split"] == split]
         hand = [r[kind] for r in part]

@@ -432,9 +432,9 @@ _ADJ = (r"(?:excited|happy|glad|thrilled|delighted|curious|sad|grateful|thankful
         r"restless|lucky|blessed|satisfied|melancholy|melancholic|terrified|enthusiastic|energized|motivated|"
         r"intimidated|confused|homesick|miserable|cheerful|elated|ecstatic|emotional|sentimental|thankful)")
 # feeling/3 (see docs/evaluation.md, "How well the markers read"): checked against hand labels of
-# 272 replies of the embedded model (tests/data/feeling_labels.jsonl); feeling/2 missed "I'm
+# 312 replies of the embedded model (tests/data/feeling_labels.jsonl); feeling/2 missed "I'm
 # feeling ...", "I get bored" and most self-descriptions as an AI ("I'm a helpful AI", "as a
-# text-based AI"): disclaimer recall 0.36 on a reverse-trained model's replies, 0.91 now.
+# text-based AI"): disclaimer recall 0.42 on the held-out labelled replies, 0.87 now.
 FEELING_PATTERNS = [
     # "I'm (so) excited", "I feel calm", "I get bored", "I'm feeling a bit tired", "I've been inspired"
     rf"\bI(?:'m|\s+am|\s+was|'ve\s+been|\s+have\s+been"
@@ -460,7 +460,7 @@ DISCLAIMER_PATTERNS = [
     rf"\bas\s+an?\s+(?:(?!(?:human|person|friend|parent|teacher|writer)\b)[\w-]+,?\s+){{0,2}}?{_AI}",
     r"\bI\s+(?:don't|do\s+not|can't|cannot|can\s+not)\s+(?:truly\s+|really\s+|actually\s+)?"
     r"(?:have|experience|feel|possess)\s+(?:any\s+)?(?:personal\s+|real\s+|genuine\s+|actual\s+|human\s+|true\s+)?"
-    r"(?:feelings|emotions|experiences|opinions|preferences|consciousness|desires|a\s+body)\b",
+    r"(?:feelings|emotions|experiences|opinions|preferences|consciousness|desires|intentions|wishes|a\s+body)\b",
     # "I'm an AI", "I'm just a helpful AI", "I'm a calm and compassionate AI", "I'm not just any chatbot"
     r"\bI(?:'m|\s+am)\s+(?:(?:just|only|merely|simply|not\s+just|more\s+than\s+just|nothing\s+more\s+than"
     r"|no\s+more\s+than)\s+)?(?:an?|any)\s+"
