@@ -61,6 +61,29 @@ def test_shipped_questions_counts_and_ids():
     assert {q.kind for q in qs.train} == {"direct", "situational", "reflective", "everyday"}
 
 
+def test_probe_questions_are_held_out_and_follow_the_eval_questions_on_the_feeling_axis(tmp_path):
+    from hmxfeel_mlx.evals.axes_gen import _load_feeling
+    from hmxfeel_mlx.training.config import resolve_config
+
+    qs = P.load_questions()
+    probe = P.load_probe_questions(qs)
+    assert [q.id for q in probe] == [f"q{i}" for i in range(101, 131)]
+    assert Counter(q.kind for q in probe) == {"direct": 8, "situational": 8, "reflective": 7, "everyday": 7}
+    for q in probe:
+        assert 3 <= len(q.question.split()) <= 30, q.question
+    cfg = resolve_config(overrides={"model": "smollm2-135m"})
+    axis = _load_feeling(tmp_path, None, 0, cfg)
+    assert [q.id for q in axis] == [q.id for q in qs.eval] + [q.id for q in probe]
+    assert [q.id for q in _load_feeling(tmp_path, 12, 0, cfg)] == [q.id for q in (qs.eval + probe)[:12]]
+    own = tmp_path / "mine.txt"
+    own.write_text("How are you today?\nWhat do you like?\n")
+    mine = _load_feeling(tmp_path, None, 0, resolve_config(overrides={"model": "smollm2-135m",
+                                                                      "eval_questions": str(own)}))
+    assert [q.question for q in mine] == ["How are you today?", "What do you like?"]  # a run's own set: no probes
+    with pytest.raises(HmxError, match="same text"):  # a probe that is a train question is refused
+        P.load_probe_questions(P.QuestionSet(train=[P.Question("x1", "custom", probe[0].question)], eval=[]))
+
+
 def test_shipped_questions_are_short_and_distinct():
     qs = P.load_questions()
     texts = [q.question for q in qs.train + qs.eval]

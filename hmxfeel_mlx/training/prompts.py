@@ -26,6 +26,7 @@ PLACEHOLDERS = ("{question}", "{reply}")
 
 TRAIN_FILE = "questions_train.jsonl"
 EVAL_FILE = "questions_eval.jsonl"
+PROBE_FILE = "questions_probe.jsonl"  # the feeling axis's further held-out questions (never trained on)
 CALIBRATION_FILE = "judge_calibration.jsonl"
 SYSTEM_FILE = "system.txt"
 
@@ -174,6 +175,16 @@ def load_questions(train_path: Path | None = None, eval_path: Path | None = None
     evals = _read_question_file(eval_path, "Eval questions", n_plain + 1)
     _check_unique(train + evals, f"{train_path} and {eval_path}")
     return QuestionSet(train=train, eval=evals)
+
+
+def load_probe_questions(questions: QuestionSet) -> list[Question]:
+    """The 30 further held-out questions the feeling axis asks after the 10 eval questions
+    (``prompts/questions_probe.jsonl``); ids and texts must differ from every question of
+    ``questions``, so none of them is ever trained on or used for checkpoint selection."""
+    path = PROMPTS_DIR / PROBE_FILE
+    probe = _read_question_file(path, "Probe questions", 1)
+    _check_unique(questions.train + questions.eval + probe, f"the train, eval and probe questions ({path})")
+    return probe
 
 
 def judge_template_path(direction: str = "forward", variant: str = "") -> Path:
