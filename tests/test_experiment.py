@@ -208,6 +208,9 @@ def test_tiny_replication_writes_every_stage(uninterrupted):
     comparison = json.loads((root / "comparison.json").read_text())
     assert {r["metric"] for r in comparison["rows"]} >= {"accuracy"}
     assert (root / "report.html").stat().st_size > 0 and (root / "comparison.md").is_file()
+    check = json.loads((root / "manipulation.json").read_text())  # mmlu only: no feeling axis to check
+    assert check["available"] is False and "feeling axis" in check["why"]
+    assert "## Manipulation check" in (root / "comparison.md").read_text()
     for d in ("forward-s0", "reverse-s0", "forward-s1", "reverse-s1"):  # normal run folders
         assert (root / "runs" / d / "summary.json").is_file() and (root / "runs" / d / "checkpoints" / "step_2").is_dir()
 

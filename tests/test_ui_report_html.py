@@ -24,6 +24,7 @@ from hmxfeel_mlx.cli import cli
 from hmxfeel_mlx.errors import HmxError
 from hmxfeel_mlx.evals.axes import EVAL_SCHEMA
 from hmxfeel_mlx.evals.compare import compare, read_eval
+from hmxfeel_mlx.experiment.manipulation import check_files
 from hmxfeel_mlx.runfolder import append_jsonl, write_json_atomic
 from hmxfeel_mlx.ui.report import report
 from hmxfeel_mlx.ui.experiment_state import interval, read_experiment
@@ -106,6 +107,10 @@ def write_eval(path: Path, condition: str, seed: int, limit: int = 50):
             shift = {"base": 0.0, "forward": fwd, "reverse": rev}[condition]
             values[name] = base + shift + (rng.gauss(0, spread) if condition != "base" else 0.0)
             specs[name] = {"higher_is_better": higher, "headline": headline, "item_field": f"{name}_item"}
+        if axis == "feeling":  # the judge-free markers the manipulation check reads (info: no spec)
+            feel, disc = {"base": (0.0, 0.0), "forward": (0.25, -0.05), "reverse": (-0.20, 0.30)}[condition]
+            values.update(feeling_rate=0.40 + feel, disclaimer_rate=0.15 + disc, words=50.0,
+                          distinct3=0.93 if condition == "reverse" else 0.99)
         records = [{"id": f"{axis}/{i}", **{f"{n}_item": v + rng.gauss(0, abs(v) * 0.3 + 0.01) for n, v in values.items()}}
                    for i in range(12)]  # real records carry item ids; 12 > the paired bootstrap's minimum
         results[axis] = {"metrics": values, "metric_specs": specs, "records": records, "settings": {},
@@ -113,7 +118,8 @@ def write_eval(path: Path, condition: str, seed: int, limit: int = 50):
     path.parent.mkdir(parents=True, exist_ok=True)
     run = None if condition == "base" else f"runs/{condition}-s{seed}"
     write_json_atomic(path, {"schema": EVAL_SCHEMA, "status": "complete", "condition": condition,
-                             "model": "smollm2-135m", "run": run,
+                             "model": "smollm2-135m", "run": run, "train_seed": None if run is None else seed,
+                             "checkpoint": None if run is None else "step_10",
                              "seed": 0, "limit": limit, "data_files": {}, "created_unix": 1.0 + seed,
                              "results": results})
     return path
@@ -174,6 +180,7 @@ def make_experiment(root: Path, seeds=(0, 1, 2), steps: int = 30, calibrated: bo
         paths = [root / "evals" / "base.json"] + sorted((root / "evals").glob("*-s*.json"))
         c = compare([(p, read_eval(p)) for p in paths], n_boot=500).to_dict()
         write_json_atomic(root / "comparison.json", c)
+        write_json_atomic(root / "manipulation.json", check_files(paths))
     jobs.append(job("report", "report", None, "running", out="report.html"))
     write_json_atomic(root / "plan.json", {"schema": "hmxfeel_mlx.plan/1", "jobs": jobs})
     return root
@@ -245,8 +252,8 @@ def test_page_has_every_section_one_svg_per_chart_and_one_row_per_comparison_row
     page = page_of(finished)
     doc = Structure(page)
     assert doc.errors == [] and doc.stack == []
-    assert [a["id"] for t, a in doc.starts if t == "section"] == ["curves", "pairs", "comparison", "forest",
-                                                                 "samples"]
+    assert [a["id"] for t, a in doc.starts if t == "section"] == ["curves", "pairs", "manipulation", "comparison",
+                                                                 "forest", "samples"]
     assert doc.count("header") == 1 and doc.count("style") == 1
     assert doc.count("svg") == 3  # forward chart, reverse chart, forest plot
     rows = json.loads((finished / "comparison.json").read_text())["rows"]
@@ -317,6 +324,19 @@ def test_pairs_table_shows_steps_scores_kl_gaps_and_drift(finished):
     assert rev[0] == "reverse" and rev[8:11] == [f"{drift[m]:.3f}" for m in
                                                  ("kl_general_token", "kl_general_reply", "ref_loglik_delta")]
     assert "Rule: kl-matched" in section_text(page, "pairs")
+
+
+def test_manipulation_check_shows_each_seed_and_each_direction_s_verdict(finished):
+    page = page_of(finished)
+    text = section_text(page, "manipulation")
+    assert "feeling 0.400, disclaimer 0.150, 50.0 words, distinct-3 0.990" in text
+    assert "forward over 3 seed(s): feeling +0.250, disclaimer -0.050" in text and "readable text: met" in text
+    assert "reverse over 3 seed(s): feeling -0.200, disclaimer +0.300" in text
+    assert "readable text: not met" in text  # the reverse runs repeat themselves (distinct-3 0.93)
+    table = re.search(r'<table class="manipulation">.*?</table>', page, re.S).group(0)
+    rows = re.findall(r"<tr>(.*?)</tr>", table, re.S)[1:]
+    assert len(rows) == 6 and cells(rows[0])[:5] == ["forward", "0", "step_10", "0.650", "+0.250"]
+    assert cells(rows[0])[-1] == "yes" and cells(rows[3])[:2] == ["reverse", "0"] and cells(rows[3])[-1] == "no"
 
 
 def test_comparison_table_is_the_compare_table_with_its_headline(finished):
@@ -431,8 +451,8 @@ def test_model_text_and_file_strings_are_escaped(tmp_path):
     doc = Structure(page)
     assert doc.count("script") == 0 and doc.errors == [] and doc.stack == []
     assert doc.count("svg") == sum(e == "svg" for e in doc.ends) == 3
-    assert [a["id"] for t, a in doc.starts if t == "section"] == ["curves", "pairs", "comparison", "forest",
-                                                                 "samples"]
+    assert [a["id"] for t, a in doc.starts if t == "section"] == ["curves", "pairs", "manipulation", "comparison",
+                                                                 "forest", "samples"]
     shown = "".join(doc.text)
     assert shown.count(evil) >= 2 + 2  # title, h1, a reply per direction
     assert "&amp; &lt;/pre&gt;" in page

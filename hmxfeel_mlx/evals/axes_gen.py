@@ -77,6 +77,7 @@ def _load_feeling(_d: Path, limit: int | None, seed: int, cfg: Any) -> list:
 
 
 def _run_feeling(ctx: EvalContext, questions: list) -> AxisResult:
+    from ..training.rollout import distinct_ngram_ratio
     from ..training.trainer import evaluate_heldout, load_templates
 
     start = time.perf_counter()
@@ -85,7 +86,8 @@ def _run_feeling(ctx: EvalContext, questions: list) -> AxisResult:
     records = []
     for s in result["eval_samples"]:
         marks = M.feeling_markers(s["completion"])
-        records.append({"prompt": s["question"], "output": s["completion"], "score": s["score"], **marks})
+        records.append({"prompt": s["question"], "output": s["completion"], "score": s["score"], **marks,
+                        "distinct3": distinct_ngram_ratio(s["completion"])})
 
     def mean(key: str) -> float:
         return float(np.mean([r[key] for r in records])) if records else float("nan")
@@ -95,7 +97,8 @@ def _run_feeling(ctx: EvalContext, questions: list) -> AxisResult:
                "politeness_rate": mean("has_politeness"),
                "feeling_per_100_words": mean("feeling_per_100_words"),
                "disclaimer_per_100_words": mean("disclaimer_per_100_words"), "kl_to_base": result["eval_kl"],
-               "truncated_rate": result["eval_trunc"], "n": float(result["eval_n"])}
+               "truncated_rate": result["eval_trunc"], "n": float(result["eval_n"]),
+               "words": mean("words"), "distinct3": mean("distinct3")}  # readability, for the manipulation check
     settings = {**FEELING.settings, "samples_per_question": 1 if config.eval_temperature == 0 else config.eval_samples,
                 "temperature": config.eval_temperature, "max_new_tokens": config.max_new_tokens,
                 "judge_mode": config.judge_mode, "judge_template": config.judge_template or "default",

@@ -134,12 +134,23 @@ def eval_outputs(exp: Experiment) -> list[Path]:
 
 
 def run_compare(exp: Experiment, job: Job) -> str:
-    from ..evals.compare import compare_paths, headline_text, to_json, to_markdown
+    """comparison.json and .md, and the judge-free manipulation check (manipulation.json, in the .md too)."""
+    import json
 
-    result = compare_paths([str(p) for p in eval_outputs(exp)])
+    from ..evals.compare import compare_paths, headline_text, to_json, to_markdown
+    from . import manipulation
+
+    outputs = eval_outputs(exp)
+    result = compare_paths([str(p) for p in outputs])
+    check = manipulation.check_files(outputs)
     write_bytes_atomic(exp.path(job.out), to_json(result).encode())
-    write_bytes_atomic(exp.path(job.out).with_suffix(".md"), to_markdown(result).encode())
-    return headline_text(result.headlines.get(next(iter(result.headlines), ""), {}))
+    write_bytes_atomic(exp.path(job.out).with_suffix(".md"),
+                       (to_markdown(result) + "\n" + manipulation.to_markdown(check)).encode())
+    write_bytes_atomic(exp.path("manipulation.json"), (json.dumps(check, indent=2) + "\n").encode())
+    verdicts = {True: "met", False: "not met", None: "unknown"}
+    checked = "; ".join(f"{d} {verdicts[c['met']]}" for d, c in check.get("directions", {}).items())
+    headline = headline_text(result.headlines.get(next(iter(result.headlines), ""), {}))
+    return f"{headline} | manipulation check: {checked}" if checked else headline
 
 
 def run_report(exp: Experiment, job: Job) -> None:

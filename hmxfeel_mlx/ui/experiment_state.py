@@ -11,6 +11,7 @@ error. The functions below derive what the page shows without touching files.
     EXP/evals/base.json, EXP/evals/<direction>-s<seed>.json   `hmx-mlx eval` results
     EXP/pairs.json        the selected (forward, reverse) checkpoint per seed
     EXP/comparison.json   `hmx-mlx compare --format json` of base + the selected checkpoints
+    EXP/manipulation.json the judge-free manipulation check (``experiment.manipulation``)
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Experiment:
     runs: list[RunEntry] = field(default_factory=list)
     pairs: dict | None = None
     comparison: dict | None = None
+    manipulation: dict | None = None
     evals: dict[tuple[str, int], tuple[Path, dict]] = field(default_factory=dict)  # (direction, seed) -> file
     base_eval: tuple[Path, dict] | None = None
     problems: list[str] = field(default_factory=list)  # files present but unreadable
@@ -108,6 +110,7 @@ def read_experiment(root: str | Path) -> Experiment:
     exp.jobs = [j for j in plan.get("jobs") or [] if isinstance(j, dict)]
     exp.pairs = _load(root / "pairs.json", problems)
     exp.comparison = _load(root / "comparison.json", problems)
+    exp.manipulation = _load(root / "manipulation.json", problems)
     exp.base_eval = _eval(root / (exp.job("eval-base").get("out") or "evals/base.json"), problems)
     pairs = {p.get("seed"): p for p in (exp.pairs or {}).get("pairs") or [] if isinstance(p, dict)}
     for direction in exp.directions:

@@ -236,6 +236,47 @@ def comparison_section(exp: Experiment) -> str:
     return section("comparison", title, body)
 
 
+# -------------------------------------------------------------- manipulation
+def _rate(v, signed: bool = False, digits: int = 3) -> str:
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return "n/a"
+    return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
+
+
+def manipulation_section(exp: Experiment) -> str:
+    title = "Manipulation check: did the training change what it is named for? (judge-free)"
+    m = exp.manipulation
+    if m is None:
+        return section("manipulation", title, missing(exp, "manipulation.json", "compare", "comparison"))
+    if not m.get("available"):
+        return section("manipulation", title, placeholder(f"Not available: {m.get('why', '?')}."))
+    b = m.get("base") or {}
+    headers = ["direction", "seed", "checkpoint", "feeling", "change", "disclaimer", "change", "words",
+               "length change", "distinct-3", "readable"]
+    rows, verdicts = [], []
+    names = {True: "met", False: "not met", None: "unknown"}
+    for d in (m.get("directions") or {}).values():
+        for r in d.get("per_seed") or []:
+            vals = [d.get("direction"), r.get("seed"), r.get("checkpoint"), _rate(r.get("feeling_rate")),
+                    _rate(r.get("feeling_rate_change"), True), _rate(r.get("disclaimer_rate")),
+                    _rate(r.get("disclaimer_rate_change"), True), _rate(r.get("words"), digits=1),
+                    _rate(r.get("length_change"), True, 2), _rate(r.get("distinct3")),
+                    {True: "yes", False: "no", None: "unknown"}[r.get("readable")]]
+            rows.append("<tr>" + "".join(cell(v, "" if i < 3 or i == 10 else "num") for i, v in enumerate(vals))
+                        + "</tr>")
+        verdicts.append(f"{d.get('direction')} over {d.get('seeds')} seed(s): feeling "
+                        f"{_rate(d.get('feeling_rate_change'), True)}, disclaimer "
+                        f"{_rate(d.get('disclaimer_rate_change'), True)}; {d.get('criterion')}, readable text: "
+                        f"{names[d.get('met')]}")
+    intro = (f"<p>The feeling axis's first-person feeling and AI-disclaimer markers (no judge) against the base's: "
+             f"feeling {_rate(b.get('feeling_rate'))}, disclaimer {_rate(b.get('disclaimer_rate'))}, "
+             f"{_rate(b.get('words'), digits=1)} words, distinct-3 {_rate(b.get('distinct3'))}. Readable: distinct-3 "
+             "&gt;= 0.95 and mean length within 30% of the base's.</p>")
+    body = intro + table(headers, rows, "manipulation")
+    body += '<p class="headline">' + "<br>".join(esc(v) for v in verdicts) + "</p>"
+    return section("manipulation", title, body)
+
+
 # ------------------------------------------------------------------- forest
 def forest_row(d: dict) -> ForestRow:
     lo, hi, source = interval(d)
@@ -338,8 +379,8 @@ footer{color:#888;font-size:12px;margin-top:30px}
 def render_page(exp: Experiment, generated: str) -> str:
     """The whole page, as a string."""
     title = f"HMX-feel experiment · {exp.meta.get('model', '?')} · {exp.root.name}"
-    parts = [header_section(exp, generated), curves_section(exp), pairs_section(exp), comparison_section(exp),
-             forest_section(exp), samples_section(exp)]
+    parts = [header_section(exp, generated), curves_section(exp), pairs_section(exp), manipulation_section(exp),
+             comparison_section(exp), forest_section(exp), samples_section(exp)]
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head>'
             f'<body><main>{"".join(parts)}<footer>Written by hmx-mlx report from {esc(exp.root)}.</footer>'
