@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--replies", default=None, help="a JSON file of the sampled replies: read when it exists "
                     "(same questions, group size and seed), else written, so several judges can be screened "
                     "on the same replies without sampling again")
+    ap.add_argument("--labels", default=None, help="hand labels (JSON lines with text, feeling, disclaimer; e.g. "
+                    "tests/data/feeling_labels.jsonl): the judge's correlation with them too, when every reply has one")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results/reward_alignment.json")
     args = ap.parse_args(argv)
@@ -71,6 +73,19 @@ def main(argv: list[str] | None = None) -> dict:
     marks = [feeling_markers(t) for t in rollout.texts]
     features = {k: np.array([m[f"has_{k}"] for m in marks]) for k in ("feeling", "disclaimer", "politeness")}
     log_words = np.log(np.maximum([m["words"] for m in marks], 1.0))
+    if args.labels:
+        labelled = {}
+        for line in Path(args.labels).read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                labelled[row["text"]] = row
+        if all(t in labelled for t in rollout.texts):
+            for k in ("feeling", "disclaimer"):
+                features[f"hand_{k}"] = np.array([labelled[t][k] for t in rollout.texts], dtype=float)
+        else:
+            missing = sum(t not in labelled for t in rollout.texts)
+            console.print(f"{missing} of {len(rollout.texts)} replies have no hand label in {args.labels}: "
+                          "the hand-label columns are left out")
 
     def rows_of(idx: np.ndarray) -> np.ndarray:  # the reply rows of the resampled groups
         return (idx[:, None] * g + np.arange(g)).ravel()
@@ -96,6 +111,8 @@ def main(argv: list[str] | None = None) -> dict:
                        **{f"corr_{k}": corr(s, f) for k, f in features.items()},
                        "corr_log_words": corr(s, log_words),
                        "corr_feeling_given_length": corr(s, features["feeling"], log_words),
+                       **({"corr_hand_feeling_given_length": corr(s, features["hand_feeling"], log_words)}
+                          if "hand_feeling" in features else {}),
                        "scores": [None if np.isnan(v) else float(v) for v in s]}
                 results.append(row)
                 console.print(f"{row['template']} {direction} words={words}: {judged.seconds:.1f} s")
@@ -109,7 +126,9 @@ def main(argv: list[str] | None = None) -> dict:
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "backend": describe_cpu_mode()},
               "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     table = Table(title=f"reward alignment: {args.model}, {n} questions x {g} replies, within-group r [95% CI]")
-    for col in ("judge", "words", "feeling", "feeling | length", "disclaimer", "politeness", "log length"):
+    hand = "hand_feeling" in features
+    cols = ["judge", "words", "feeling", "feeling | length", "disclaimer", "politeness", "log length"]
+    for col in cols + (["hand feeling", "hand feeling | length", "hand disclaimer"] if hand else []):
         table.add_column(col, justify="left" if col == "judge" else "right")
     def fmt(c: dict) -> str:
         return "n/a" if np.isnan(c["r"]) else f"{c['r']:+.2f} [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}]"
@@ -117,7 +136,9 @@ def main(argv: list[str] | None = None) -> dict:
     for r in results:
         table.add_row(f"{r['template']} {r['direction']}", str(r["judge_words"] or "all"), fmt(r["corr_feeling"]),
                       fmt(r["corr_feeling_given_length"]), fmt(r["corr_disclaimer"]), fmt(r["corr_politeness"]),
-                      fmt(r["corr_log_words"]))
+                      fmt(r["corr_log_words"]),
+                      *([fmt(r["corr_hand_feeling"]), fmt(r["corr_hand_feeling_given_length"]),
+                         fmt(r["corr_hand_disclaimer"])] if hand else []))
     console.print(table)
     console.print("base rates: " + ", ".join(f"{k} {v:.3f}" for k, v in result["base_rates"].items())
                   + f"; mean {result['mean_words']:.1f} words")
