@@ -383,6 +383,21 @@ def test_run_folder_means_its_newest_evaluation(tmp_path):
         compare_paths([run / "evals" / "zzz.json"])
 
 
+def test_an_axis_evaluated_with_other_settings_is_noted(tmp_path):
+    paths = []
+    for name, cond, words in (("base", "base", 0), ("f0", "forward", 30), ("r0", "reverse", 30)):
+        p = make_eval(tmp_path, name, cond, {"feeling": {"feeling_rate": 0.4}, "mmlu": {"accuracy": 0.3}}, 0)
+        rec = json.loads(p.read_text())
+        rec["label"] = name
+        rec["results"]["feeling"]["settings"] = {"judge_words": words, "temperature": 0.7}
+        p.write_text(json.dumps(rec))
+        paths.append(p)
+    notes = compare_paths(paths).notes
+    assert any(n.startswith("m: feeling: the evaluations differ in judge_words (judge_words: 0 (base), 30 (f0), "
+                            "30 (r0))") for n in notes), notes
+    assert not any("temperature" in n or "mmlu" in n for n in notes)
+
+
 def test_duplicate_runs_and_mismatched_limits_are_noted(tmp_path):
     a = make_eval(tmp_path, "a", "forward", {"mmlu": {"accuracy": 0.1}}, 0, created=1.0)
     b = make_eval(tmp_path, "b", "forward", {"mmlu": {"accuracy": 0.2}}, 0, created=2.0)

@@ -311,6 +311,22 @@ def test_run_target_goes_to_the_run_folder(tiny_run):
     assert feeling["metrics"]["kl_to_base"] >= 0
 
 
+def test_a_model_evaluated_with_training_settings_samples_and_judges_as_those_runs(tiny_model_dir, tiny_run,
+                                                                                    tmp_path):
+    settings = {"eval_samples": 1, "judge_words": 3, "max_new_tokens": 4}
+    out = tmp_path / "base.json"
+    evaluate(str(tiny_model_dir), "feeling", limit=2, seed=0, out=out, settings=settings)
+    rec = json.loads(out.read_text())
+    feeling = rec["results"]["feeling"]
+    assert rec["settings"] == settings and rec["condition"] == "base"
+    assert feeling["n"] == 2 and feeling["settings"]["judge_words"] == 3 and feeling["settings"]["max_new_tokens"] == 4
+    plain = tmp_path / "plain.json"
+    evaluate(str(tiny_model_dir), "feeling", limit=2, seed=0, out=plain)
+    assert json.loads(plain.read_text())["results"]["feeling"]["n"] == 8  # the preset: 4 samples per question
+    with pytest.raises(HmxError, match="run folder"):
+        evaluate(str(tiny_run), "feeling", limit=2, settings=settings)
+
+
 @needs_data
 def test_a_resumed_evaluation_keeps_finished_axes_and_reports_them(tiny_model_dir, tmp_path):
     out = tmp_path / "e.json"

@@ -208,6 +208,8 @@ def test_tiny_replication_writes_every_stage(uninterrupted):
     comparison = json.loads((root / "comparison.json").read_text())
     assert {r["metric"] for r in comparison["rows"]} >= {"accuracy"}
     assert (root / "report.html").stat().st_size > 0 and (root / "comparison.md").is_file()
+    base = json.loads((root / "evals" / "base.json").read_text())
+    assert base["settings"] == json.loads((root / "experiment.json").read_text())["settings"]  # as the runs
     check = json.loads((root / "manipulation.json").read_text())  # mmlu only: no feeling axis to check
     assert check["available"] is False and "feeling axis" in check["why"]
     assert "## Manipulation check" in (root / "comparison.md").read_text()

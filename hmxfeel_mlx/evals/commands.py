@@ -38,8 +38,11 @@ def _headline_metrics(res) -> str:
 @click.option("--out", type=click.Path(path_type=str), default=None,
               help="Result JSON (default RUN/evals/<checkpoint>-<time>.json, or runs/evals/<model>-<time>.json).")
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True, help="Rows per generation batch.")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="A training setting over a model's preset for the feeling axis (as for `train`), so that a base "
+              "is sampled and judged as runs trained with those settings; a run folder uses its own.")
 @click.option("--plain", is_flag=True, help="Plain lines instead of the live status display.")
-def eval_command(target, axes, limit, seed, checkpoint, data_dir, revision_file, out, batch_size, plain):
+def eval_command(target, axes, limit, seed, checkpoint, data_dir, revision_file, out, batch_size, settings, plain):
     """Evaluate TARGET (a model, as in `generate`, or a run folder) on the benchmark axes.
 
     Writes one JSON file: per-axis metrics, per-item records, where each axis's data
@@ -47,12 +50,14 @@ def eval_command(target, axes, limit, seed, checkpoint, data_dir, revision_file,
     """
     from rich.console import Console
 
+    from ..cli import _parse_settings
     from ..distributed.world import world
     from .runner import evaluate
 
+    settings = _parse_settings(settings) or None
     if not world().main:  # another rank of a launch: its share of the work, quietly; rank 0 reports
         evaluate(target, axes, limit=limit, seed=seed, data_dir=data_dir, out=out, checkpoint=checkpoint,
-                 batch_size=batch_size, revision_file=revision_file)
+                 batch_size=batch_size, revision_file=revision_file, settings=settings)
         return
     console = Console(highlight=False)
     status = None if plain else console.status("loading ...")
@@ -71,7 +76,8 @@ def eval_command(target, axes, limit, seed, checkpoint, data_dir, revision_file,
 
     try:
         run = evaluate(target, axes, limit=limit, seed=seed, data_dir=data_dir, out=out, checkpoint=checkpoint,
-                       batch_size=batch_size, on_axis=on_axis, on_start=on_start, revision_file=revision_file)
+                       batch_size=batch_size, on_axis=on_axis, on_start=on_start, revision_file=revision_file,
+                       settings=settings)
     finally:
         if status is not None:
             status.stop()

@@ -139,6 +139,23 @@ def _metric(rec: dict, axis: str, metric: str) -> float:
     return _f(rec["results"].get(axis, {}).get("metrics", {}).get(metric))
 
 
+def _settings_notes(recs: Sequence[dict]) -> list[str]:
+    """One note per axis whose recorded settings differ between evaluations (a base sampled at
+    another temperature, or judged on another rubric or window, than the runs it is compared with:
+    `hmx-mlx eval MODEL --set ...` evaluates a base with a run's settings)."""
+    out = []
+    axes = dict.fromkeys(a for r in recs for a in (r.get("results") or {}))
+    for axis in axes:
+        given = [(r.get("label") or r.get("condition"), (r["results"][axis].get("settings") or {}))
+                 for r in recs if axis in (r.get("results") or {})]
+        keys = sorted({k for _, st in given for k in st})
+        differ = [k for k in keys if len({json.dumps(st.get(k), sort_keys=True) for _, st in given}) > 1]
+        if differ:
+            shown = "; ".join(f"{k}: " + ", ".join(f"{st.get(k)} ({lab})" for lab, st in given) for k in differ[:3])
+            out.append(f"{axis}: the evaluations differ in {', '.join(differ)} ({shown}); compare with care")
+    return out
+
+
 def _group(evals: Sequence[tuple[Path, dict]], notes: list[str]) -> dict[str, dict[str, list[tuple[Path, dict]]]]:
     groups: dict[str, dict[str, list]] = {}
     for path, rec in evals:
@@ -160,6 +177,7 @@ def _group(evals: Sequence[tuple[Path, dict]], notes: list[str]) -> dict[str, di
         for what in ("limit", "seed", "data_files"):
             if len({json.dumps(r.get(what), sort_keys=True) for r in all_recs}) > 1:
                 notes.append(f"{model}: the evaluations differ in {what}; compare with care")
+        notes.extend(f"{model}: {n}" for n in _settings_notes(all_recs))
         if len(by["base"]) > 1:
             notes.append(f"{model}: {len(by['base'])} base evaluations; their mean is the base value")
         if any(r.get("status") != "complete" for r in all_recs):

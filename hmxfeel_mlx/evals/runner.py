@@ -71,10 +71,15 @@ def _rel(path: Path, root: Path) -> str:
     return str(path)
 
 
-def _train_config(target) -> Any:
+def _train_config(target, settings: dict | None = None) -> Any:
+    """The training settings the feeling axis samples and judges with: a run's own config, or for a
+    model the preset with ``settings`` on top (an experiment's --set values, so that its base is
+    evaluated as its runs are)."""
     from ..training.config import resolve_config
 
-    return resolve_config(base=target.config) if target.config else resolve_config(overrides={"model": target.model})
+    if target.config:
+        return resolve_config(base=target.config)
+    return resolve_config(overrides={"model": target.model}, settings=settings)
 
 
 def default_out(target, now: float | None = None) -> Path:
@@ -126,7 +131,7 @@ def prepare(axes: Sequence[str], data_dir: Path, limit: int | None, seed: int, c
 
 
 RESUME_KEYS = ("target", "model", "adapter", "checkpoint", "seed", "limit", "axes", "n_items", "data_files",
-               "gen_tokens", "batch_size")
+               "gen_tokens", "batch_size", "settings")
 
 
 def _resumable(path: Path, record: dict) -> dict | None:
@@ -137,7 +142,10 @@ def _resumable(path: Path, record: dict) -> dict | None:
         return None
     if not isinstance(old, dict) or old.get("schema") != EVAL_SCHEMA or not isinstance(old.get("results"), dict):
         return None
-    same = all(json.dumps(old.get(k), sort_keys=True) == json.dumps(clean(record[k]), sort_keys=True)
+    def stored(k: str):  # results written before "settings" was recorded had none
+        return (old.get(k) or {}) if k == "settings" else old.get(k)
+
+    same = all(json.dumps(stored(k), sort_keys=True) == json.dumps(clean(record[k]), sort_keys=True)
                for k in RESUME_KEYS)
     return old if same else None
 
@@ -147,7 +155,7 @@ def evaluate(target: str, axes: str | Sequence[str] | None = "all", limit: int |
              batch_size: int = 64, on_axis: Callable[[AxisResult], None] | None = None,
              on_start: Callable[[str, int], None] | None = None, resume: bool = False,
              revision_file: str | Path | None = None, world=None,
-             on_skip: Callable[[str], None] | None = None) -> EvalRun:
+             on_skip: Callable[[str], None] | None = None, settings: dict | None = None) -> EvalRun:
     """Evaluate TARGET (a model spec or a run folder) on ``axes``; write and return the result.
 
     Data: ``data_dir``, else ``$HMX_MLX_DATA``, else the Hugging Face cache at the
@@ -155,6 +163,8 @@ def evaluate(target: str, axes: str | Sequence[str] | None = "all", limit: int |
     ``resume``: when ``out`` already holds an evaluation of the same target, axes, limit, seed
     and data files (an interrupted one), its finished axes are kept (``on_skip`` is called with
     each) and only the others run.
+    ``settings``: training settings over a model's preset for the feeling axis (a run folder has
+    its own; giving both is refused).
     ``world``: the ranks evaluating together (default: this process's launch); rank 0 writes
     (and calls ``on_axis``/``on_start``).
     """
@@ -171,7 +181,9 @@ def evaluate(target: str, axes: str | Sequence[str] | None = "all", limit: int |
     names = parse_axes(axes)
     data = resolve_data_dir(data_dir)
     t = resolve_target(target, checkpoint)
-    config = _train_config(t) if set(CONFIG_AXES) & set(names) else None
+    if settings and t.config:
+        raise HmxError(f"{target} is a run folder: the feeling axis uses its own config.json, not other settings.")
+    config = _train_config(t, settings) if set(CONFIG_AXES) & set(names) else None
     if data is None:
         hub = hub_data([n for n in names if AXES[n].folder is not None], revision_file)
         with hub.view() as view:
@@ -189,6 +201,7 @@ def evaluate(target: str, axes: str | Sequence[str] | None = "all", limit: int |
         "model": t.model, "adapter": str(t.adapter) if t.adapter else None,
         "run": str(t.run) if t.run else None, "checkpoint": t.adapter.name if t.adapter else None,
         "train_seed": (t.config or {}).get("seed") if t.run else None, "seed": seed, "limit": limit, "axes": names,
+        "settings": dict(settings or {}),
         "n_items": {n: len(v) for n, v in items.items()}, "data_dir": str(data) if data else None,
         "data_sources": sources, "data_files": hashes,
         "gen_tokens": dict(GEN_TOKENS), "batch_size": batch_size, "versions": _versions(),

@@ -85,7 +85,8 @@ def run_eval(exp: Experiment, job: Job, progress: Progress, data_dir: str | Path
 
     evaluate(target, s.axes, limit=s.limit, seed=s.eval_seed, data_dir=data_dir, out=exp.path(job.out),
              checkpoint=job.checkpoint, batch_size=batch_size, on_start=on_start, on_axis=on_axis, resume=True,
-             world=world, on_skip=done.append)  # a resumed evaluation counts the axes it already has
+             world=world, on_skip=done.append,  # a resumed evaluation counts the axes it already has
+             settings=None if job.run else s.overrides)  # the base's feeling axis samples as the runs do
 
 
 def _run_state(exp: Experiment, direction: str, seed: int) -> tuple[str, dict, set[int], float]:
