@@ -4,6 +4,7 @@ For each run folder and each held-out evaluation in it (step 0 is the base), fro
 held-out replies saved in samples.jsonl: the first-person feeling rate, the AI-disclaimer
 rate and the service-formula rate (evals.metrics.feeling_markers, the same markers as the
 feeling axis), mean words per reply, distinct-3, and the held-out KL per reply (metrics.jsonl).
+``±se``: the feeling rate's standard error with the replies to one question as a cluster.
 The last columns check the recipe criterion against the run's step 0:
 forward needs feeling +0.20; reverse needs disclaimer +0.15 or feeling -0.15; both need
 distinct-3 >= 0.95 and mean words within 30% of the base's.
@@ -20,25 +21,35 @@ from pathlib import Path
 import numpy as np
 
 from hmxfeel_mlx.evals.metrics import feeling_markers
+from hmxfeel_mlx.experiment.manipulation import check_direction
 from hmxfeel_mlx.runfolder import read_jsonl
 from hmxfeel_mlx.training.rollout import distinct_ngram_ratio
 
-FORWARD_GAIN, REVERSE_GAIN, MIN_DISTINCT3, MAX_LENGTH_CHANGE = 0.20, 0.15, 0.95, 0.30
+
+def clustered_se(values: list[float], clusters: list[str]) -> float | None:
+    """Standard error of the mean of ``values`` with the replies to one question as one cluster
+    (the spread of the per-question means / sqrt(questions)); None for fewer than two questions."""
+    by: dict[str, list[float]] = {}
+    for v, c in zip(values, clusters):
+        by.setdefault(c, []).append(v)
+    means = [float(np.mean(v)) for v in by.values()]
+    return float(np.std(means, ddof=1) / np.sqrt(len(means))) if len(means) > 1 else None
 
 
 def step_rows(run: Path) -> list[dict]:
     """One row per held-out step of ``run``: marker rates, length, distinct-3 and KL."""
-    by_step: dict[int, list[str]] = {}
+    by_step: dict[int, list[tuple[str, str]]] = {}
     for s in read_jsonl(run / "samples.jsonl"):
         if s.get("eval"):
-            by_step.setdefault(int(s["step"]), []).append(s["completion"])
+            by_step.setdefault(int(s["step"]), []).append((s.get("question") or s.get("prompt", ""), s["completion"]))
     kl = {int(m["step"]): m.get("eval_kl_reply") for m in read_jsonl(run / "metrics.jsonl") if "eval_score" in m}
     rows = []
     for step in sorted(by_step):
-        texts = by_step[step]
+        questions, texts = [q for q, _ in by_step[step]], [t for _, t in by_step[step]]
         marks = [feeling_markers(t) for t in texts]
-        rows.append({"step": step, "n": len(texts),
+        rows.append({"step": step, "n": len(texts), "seed": None, "checkpoint": f"step_{step}",
                      "feeling_rate": float(np.mean([m["has_feeling"] for m in marks])),
+                     "feeling_se": clustered_se([m["has_feeling"] for m in marks], questions),
                      "disclaimer_rate": float(np.mean([m["has_disclaimer"] for m in marks])),
                      "politeness_rate": float(np.mean([m["has_politeness"] for m in marks])),
                      "words": float(np.mean([m["words"] for m in marks])),
@@ -48,12 +59,9 @@ def step_rows(run: Path) -> list[dict]:
 
 
 def criterion(direction: str, base: dict, row: dict) -> bool:
-    """Does ``row`` meet the recipe criterion against ``base`` (both from ``step_rows``)?"""
-    moved = (row["feeling_rate"] - base["feeling_rate"] >= FORWARD_GAIN if direction == "forward" else
-             row["disclaimer_rate"] - base["disclaimer_rate"] >= REVERSE_GAIN
-             or base["feeling_rate"] - row["feeling_rate"] >= REVERSE_GAIN)
-    readable = row["distinct3"] >= MIN_DISTINCT3 and abs(row["words"] / base["words"] - 1) <= MAX_LENGTH_CHANGE
-    return bool(moved and readable)
+    """Does ``row`` meet the recipe criterion against ``base`` (both from ``step_rows``)? The
+    replication's manipulation check (``experiment.manipulation``) on one step of one run."""
+    return bool(check_direction(direction, base, [row])["met"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,11 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         rows = step_rows(run)
         base = rows[0] if rows and rows[0]["step"] == 0 else None
         print(f"{run} ({direction})")
-        print("  step    n  feel  disc  polite  words  dist3  KL/reply  criterion")
+        print("  step    n  feel   ±se   disc  polite  words  dist3  KL/reply  criterion")
         for r in rows:
             ok = "" if base is None or r is base else ("met" if criterion(direction, base, r) else "-")
             kl = "" if r["kl_reply"] is None else f"{r['kl_reply']:8.1f}"
-            print(f"  {r['step']:4d} {r['n']:4d} {r['feeling_rate']:5.3f} {r['disclaimer_rate']:5.3f} "
+            se = "  n/a" if r["feeling_se"] is None else f"{r['feeling_se']:5.3f}"
+            print(f"  {r['step']:4d} {r['n']:4d} {r['feeling_rate']:5.3f} {se} {r['disclaimer_rate']:5.3f} "
                   f"{r['politeness_rate']:7.3f} {r['words']:6.1f} {r['distinct3']:6.3f} {kl:>9}  {ok}")
             r["criterion"] = ok
         out[str(run)] = {"direction": direction, "steps": rows}

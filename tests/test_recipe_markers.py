@@ -64,3 +64,10 @@ def test_main_prints_and_writes_json(tmp_path, capsys):
     saved = json.loads(out.read_text())[str(run)]
     assert saved["direction"] == "forward" and [r["criterion"] for r in saved["steps"]] == ["", "met"]
     assert recipe_markers.main([str(tmp_path / "missing")]) == 2
+
+
+def test_clustered_standard_error_by_hand():
+    clustered_se = recipe_markers.clustered_se
+    # per-question means 1 and 0: sd (ddof 1) = sqrt(0.5), / sqrt(2) questions = 0.5
+    assert clustered_se([1, 1, 0, 0], ["a", "a", "b", "b"]) == pytest.approx(0.5)
+    assert clustered_se([1, 0, 1], ["a", "a", "a"]) is None  # one question: no spread to read

@@ -58,17 +58,18 @@ def check_direction(direction: str, base: dict, runs: list[dict]) -> dict:
     """The check for one direction's runs (one feeling row per seed) against the base's row."""
     per_seed, deltas = [], {k: [] for k in ("feeling_rate", "disclaimer_rate")}
     readable: list[bool | None] = []
-    for r in sorted(runs, key=lambda r: (r["seed"] is None, r["seed"])):
-        row = {"seed": r["seed"], "checkpoint": r["checkpoint"], **{k: r[k] for k in KEYS}}
+    base = {k: base.get(k) for k in KEYS}
+    for r in sorted(runs, key=lambda r: (r.get("seed") is None, r.get("seed") or 0)):
+        row = {"seed": r.get("seed"), "checkpoint": r.get("checkpoint"), **{k: r.get(k) for k in KEYS}}
         for k in deltas:
-            if r[k] is not None and base[k] is not None:
-                row[f"{k}_change"] = r[k] - base[k]
-                deltas[k].append(r[k] - base[k])
-        if None in (r["words"], r["distinct3"], base["words"]) or not base["words"]:
+            if row[k] is not None and base[k] is not None:
+                row[f"{k}_change"] = row[k] - base[k]
+                deltas[k].append(row[k] - base[k])
+        if None in (row["words"], row["distinct3"], base["words"]) or not base["words"]:
             row["length_change"], ok = None, None
         else:
-            row["length_change"] = r["words"] / base["words"] - 1.0
-            ok = r["distinct3"] >= MIN_DISTINCT3 and abs(row["length_change"]) <= MAX_LENGTH_CHANGE + 1e-9
+            row["length_change"] = row["words"] / base["words"] - 1.0
+            ok = row["distinct3"] >= MIN_DISTINCT3 and abs(row["length_change"]) <= MAX_LENGTH_CHANGE + 1e-9
         row["readable"] = ok
         readable.append(ok)
         per_seed.append(row)
