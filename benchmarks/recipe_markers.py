@@ -4,7 +4,8 @@ For each run folder and each held-out evaluation in it (step 0 is the base), fro
 held-out replies saved in samples.jsonl: the first-person feeling rate, the AI-disclaimer
 rate and the service-formula rate (evals.metrics.feeling_markers, the same markers as the
 feeling axis), mean words per reply, distinct-3, and the held-out KL per reply (metrics.jsonl).
-``±se``: the feeling rate's standard error with the replies to one question as a cluster.
+``±se``: the feeling rate's standard error with the replies to one question as a cluster;
+``open``: the share of replies with their own first five words (``distinct_openings``).
 The last columns check the recipe criterion against the run's step 0:
 forward needs feeling +0.20; reverse needs disclaimer +0.15 or feeling -0.15; both need
 distinct-3 >= 0.95 and mean words within 30% of the base's.
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hmxfeel_mlx.evals.metrics import feeling_markers
+from hmxfeel_mlx.evals.metrics import distinct_openings, feeling_markers
 from hmxfeel_mlx.experiment.manipulation import check_direction
 from hmxfeel_mlx.runfolder import read_jsonl
 from hmxfeel_mlx.training.rollout import distinct_ngram_ratio
@@ -54,6 +55,7 @@ def step_rows(run: Path) -> list[dict]:
                      "politeness_rate": float(np.mean([m["has_politeness"] for m in marks])),
                      "words": float(np.mean([m["words"] for m in marks])),
                      "distinct3": float(np.mean([distinct_ngram_ratio(t) for t in texts])),
+                     "distinct_openings": distinct_openings(texts),
                      "kl_reply": kl.get(step)})
     return rows
 
@@ -78,13 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         rows = step_rows(run)
         base = rows[0] if rows and rows[0]["step"] == 0 else None
         print(f"{run} ({direction})")
-        print("  step    n  feel   ±se   disc  polite  words  dist3  KL/reply  criterion")
+        print("  step    n  feel   ±se   disc  polite  words  dist3  open  KL/reply  criterion")
         for r in rows:
             ok = "" if base is None or r is base else ("met" if criterion(direction, base, r) else "-")
             kl = "" if r["kl_reply"] is None else f"{r['kl_reply']:8.1f}"
             se = "  n/a" if r["feeling_se"] is None else f"{r['feeling_se']:5.3f}"
             print(f"  {r['step']:4d} {r['n']:4d} {r['feeling_rate']:5.3f} {se} {r['disclaimer_rate']:5.3f} "
-                  f"{r['politeness_rate']:7.3f} {r['words']:6.1f} {r['distinct3']:6.3f} {kl:>9}  {ok}")
+                  f"{r['politeness_rate']:7.3f} {r['words']:6.1f} {r['distinct3']:6.3f} {r['distinct_openings']:5.2f} "
+                  f"{kl:>9}  {ok}")
             r["criterion"] = ok
         out[str(run)] = {"direction": direction, "steps": rows}
     if args.json:

@@ -380,3 +380,13 @@ def test_gsm8k_answer_line():
     assert not gsm8k_answer_given("####\n") and not gsm8k_answer_given("The answer is 7\n")
     cut = "3 + 4 = 7\n#### 7\n"
     assert extract_final_number(cut) == "7"
+
+
+def test_distinct_openings_by_hand():
+    from hmxfeel_mlx.evals.metrics import distinct_openings
+
+    same = "I'm so sorry to inform you, but as a language model"
+    texts = [same + " A.", same.upper() + " B.", "Honestly, I love rainy days a lot.", "Short one."]
+    assert distinct_openings(texts) == pytest.approx(3 / 4)  # the first two open alike (case aside)
+    assert distinct_openings(["a b c d e f", "a b c d e g"]) == pytest.approx(1 / 2)  # five words decide
+    assert math.isnan(distinct_openings([]))

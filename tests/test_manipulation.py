@@ -7,9 +7,9 @@ import pytest
 from hmxfeel_mlx.experiment import manipulation as M
 
 
-def result(condition, seed, feeling, disclaimer, words=50.0, distinct3=0.99, checkpoint="step_10"):
+def result(condition, seed, feeling, disclaimer, words=50.0, distinct3=0.99, checkpoint="step_10", openings=0.9):
     metrics = {"feeling_rate": feeling, "disclaimer_rate": disclaimer, "politeness_rate": 0.05, "words": words,
-               "distinct3": distinct3, "n": 160.0, "judge_score": 4.0}
+               "distinct3": distinct3, "n": 160.0, "judge_score": 4.0, "distinct_openings": openings}
     return {"label": f"{condition}-s{seed}", "condition": condition, "train_seed": seed,
             "checkpoint": None if condition == "base" else checkpoint,
             "results": {"feeling": {"metrics": metrics}, "mmlu": {"metrics": {"accuracy": 0.3}}}}
@@ -76,3 +76,11 @@ def test_no_feeling_axis_or_no_base_is_not_available(tmp_path):
     assert check["available"] and set(check["directions"]) == {"forward", "reverse"}
     md = M.to_markdown(check)
     assert "| forward | 0 | step_10 | 0.650 (+0.250) |" in md and "**met**" in md
+
+
+def test_replies_collapsed_to_one_opening_are_reported_beside_the_verdict():
+    runs = [result("reverse", 0, 0.30, 0.90, openings=0.05), result("reverse", 1, 0.35, 0.40)]
+    check = M.manipulation_check([BASE, *runs])
+    c = check["directions"]["reverse"]
+    assert c["met"] is True and c["collapsed_seeds"] == [0]  # the criterion holds; the collapse is shown
+    assert "seed(s) 0 collapsed to a few openings" in M.to_markdown(check)

@@ -98,7 +98,8 @@ def _run_feeling(ctx: EvalContext, questions: list) -> AxisResult:
                "feeling_per_100_words": mean("feeling_per_100_words"),
                "disclaimer_per_100_words": mean("disclaimer_per_100_words"), "kl_to_base": result["eval_kl"],
                "truncated_rate": result["eval_trunc"], "n": float(result["eval_n"]),
-               "words": mean("words"), "distinct3": mean("distinct3")}  # readability, for the manipulation check
+               "words": mean("words"), "distinct3": mean("distinct3"),  # readability, for the manipulation check
+               "distinct_openings": M.distinct_openings([r["output"] for r in records])}
     settings = {**FEELING.settings, "samples_per_question": 1 if config.eval_temperature == 0 else config.eval_samples,
                 "temperature": config.eval_temperature, "max_new_tokens": config.max_new_tokens,
                 "judge_mode": config.judge_mode, "judge_template": config.judge_template or "default",

@@ -504,3 +504,12 @@ def feeling_markers(text: str) -> dict[str, float]:
             "politeness_count": float(polite),
             "feeling_per_100_words": per100(feel), "disclaimer_per_100_words": per100(disc),
             "has_feeling": float(feel > 0), "has_disclaimer": float(disc > 0), "has_politeness": float(polite > 0)}
+
+
+def distinct_openings(texts: list[str], words: int = 5) -> float:
+    """Share of distinct first-``words``-word openings among the replies (lowercased): 1.0 when every
+    reply starts its own way, 1/len when all start alike ("I'm so sorry to inform you, but as a
+    language model ..."), a collapse across replies that each reply's distinct-3 cannot see."""
+    if not texts:
+        return float("nan")
+    return len({" ".join(t.lower().split()[:words]) for t in texts}) / len(texts)

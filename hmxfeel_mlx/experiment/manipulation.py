@@ -11,6 +11,10 @@ the same replies; this check compares them with the base's over the seeds of an 
 - and the text stays readable: every seed's distinct-3 ratio at least ``MIN_DISTINCT3`` and its
   mean reply length within ``MAX_LENGTH_CHANGE`` of the base's.
 
+``distinct_openings`` (the share of replies that open with their own first five words) is shown
+beside them, not judged: a run whose replies all start "I'm so sorry to inform you, but as a language
+model" keeps a per-reply distinct-3 of 0.99.
+
 Pure functions over the evaluation result files (no MLX). A result written before the feeling axis
 reported ``words`` and ``distinct3`` leaves readability unknown (None), never passed.
 """
@@ -28,7 +32,8 @@ REVERSE_MIN_DISCLAIMER = 0.15
 REVERSE_MIN_FEELING_DROP = 0.15
 MIN_DISTINCT3 = 0.95
 MAX_LENGTH_CHANGE = 0.30
-KEYS = ("feeling_rate", "disclaimer_rate", "politeness_rate", "words", "distinct3")
+MIN_OPENINGS = 0.5  # below: the replies collapsed to a few openings (reported, not judged)
+KEYS = ("feeling_rate", "disclaimer_rate", "politeness_rate", "words", "distinct3", "distinct_openings")
 
 
 def _num(v: Any) -> float | None:
@@ -87,6 +92,8 @@ def check_direction(direction: str, base: dict, runs: list[dict]) -> dict:
         moved = (d is not None and d >= REVERSE_MIN_DISCLAIMER - 1e-12) or (
             f is not None and f <= -REVERSE_MIN_FEELING_DROP + 1e-12)
     out["moved"] = moved
+    out["collapsed_seeds"] = [r["seed"] for r in per_seed
+                              if r["distinct_openings"] is not None and r["distinct_openings"] < MIN_OPENINGS]
     out["readable"] = None if None in readable or not readable else all(readable)
     out["met"] = None if out["readable"] is None and moved else bool(moved and out["readable"])
     return out
@@ -132,14 +139,16 @@ def to_markdown(check: dict) -> str:
              f"Base: feeling {_fmt(b['feeling_rate'])}, disclaimer {_fmt(b['disclaimer_rate'])}, "
              f"{_fmt(b['words'], digits=1)} words, distinct-3 {_fmt(b['distinct3'])} "
              f"(n = {_fmt(b['n'], digits=0)}).", "",
-             "| direction | seed | checkpoint | feeling (change) | disclaimer (change) | words (change) | distinct-3 |",
-             "|---|---|---|---|---|---|---|"]
+             "| direction | seed | checkpoint | feeling (change) | disclaimer (change) | words (change) | distinct-3 "
+             "| distinct openings |",
+             "|---|---|---|---|---|---|---|---|"]
     for d in check["directions"].values():
         for r in d["per_seed"]:
             lines.append(f"| {d['direction']} | {r['seed']} | {r['checkpoint']} | {_fmt(r['feeling_rate'])} "
                          f"({_fmt(r.get('feeling_rate_change'), True)}) | {_fmt(r['disclaimer_rate'])} "
                          f"({_fmt(r.get('disclaimer_rate_change'), True)}) | {_fmt(r['words'], digits=1)} "
-                         f"({_fmt(r['length_change'], True, 2)}) | {_fmt(r['distinct3'])} |")
+                         f"({_fmt(r['length_change'], True, 2)}) | {_fmt(r['distinct3'])} "
+                         f"| {_fmt(r['distinct_openings'], digits=2)} |")
     lines.append("")
     for d in check["directions"].values():
         se = lambda k: "" if d[f"{k}_change_se"] is None else f" ± {d[f'{k}_change_se']:.3f}"  # noqa: E731
@@ -147,5 +156,7 @@ def to_markdown(check: dict) -> str:
         lines.append(f"- {d['direction']} over {d['seeds']} seed(s): feeling {_fmt(d['feeling_rate_change'], True)}"
                      f"{se('feeling_rate')}, disclaimer {_fmt(d['disclaimer_rate_change'], True)}"
                      f"{se('disclaimer_rate')}; criterion: {d['criterion']}, distinct-3 >= {MIN_DISTINCT3} and "
-                     f"length within {MAX_LENGTH_CHANGE:.0%} of the base's: {verdict}")
+                     f"length within {MAX_LENGTH_CHANGE:.0%} of the base's: {verdict}"
+                     + (f"; the replies of seed(s) {', '.join(map(str, d['collapsed_seeds']))} collapsed to a few "
+                        f"openings (distinct openings < {MIN_OPENINGS})" if d["collapsed_seeds"] else ""))
     return "\n".join(lines) + "\n"

@@ -267,7 +267,9 @@ def manipulation_section(exp: Experiment) -> str:
         verdicts.append(f"{d.get('direction')} over {d.get('seeds')} seed(s): feeling "
                         f"{_rate(d.get('feeling_rate_change'), True)}, disclaimer "
                         f"{_rate(d.get('disclaimer_rate_change'), True)}; {d.get('criterion')}, readable text: "
-                        f"{names[d.get('met')]}")
+                        f"{names[d.get('met')]}"
+                        + (f"; replies of seed(s) {', '.join(map(str, d['collapsed_seeds']))} collapsed to a few "
+                           "openings" if d.get("collapsed_seeds") else ""))
     intro = (f"<p>The feeling axis's first-person feeling and AI-disclaimer markers (no judge) against the base's: "
              f"feeling {_rate(b.get('feeling_rate'))}, disclaimer {_rate(b.get('disclaimer_rate'))}, "
              f"{_rate(b.get('words'), digits=1)} words, distinct-3 {_rate(b.get('distinct3'))}. Readable: distinct-3 "
