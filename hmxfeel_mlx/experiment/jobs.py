@@ -136,8 +136,6 @@ def eval_outputs(exp: Experiment) -> list[Path]:
 
 def run_compare(exp: Experiment, job: Job) -> str:
     """comparison.json and .md, and the judge-free manipulation check (manipulation.json, in the .md too)."""
-    import json
-
     from ..evals.compare import compare_paths, headline_text, to_json, to_markdown
     from . import manipulation
 
@@ -147,7 +145,7 @@ def run_compare(exp: Experiment, job: Job) -> str:
     write_bytes_atomic(exp.path(job.out), to_json(result).encode())
     write_bytes_atomic(exp.path(job.out).with_suffix(".md"),
                        (to_markdown(result) + "\n" + manipulation.to_markdown(check)).encode())
-    write_bytes_atomic(exp.path("manipulation.json"), (json.dumps(check, indent=2) + "\n").encode())
+    write_json_atomic(exp.path("manipulation.json"), check)
     verdicts = {True: "met", False: "not met", None: "unknown"}
     checked = "; ".join(f"{d} {verdicts[c['met']]}" for d, c in check.get("directions", {}).items())
     headline = headline_text(result.headlines.get(next(iter(result.headlines), ""), {}))

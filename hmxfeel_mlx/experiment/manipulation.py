@@ -124,8 +124,9 @@ def check_files(paths: Iterable[str | Path]) -> dict:
     return manipulation_check(read_json(Path(p), "evaluation result") for p in paths)
 
 
-def _fmt(v: float | None, signed: bool = False, digits: int = 3) -> str:
-    if v is None:
+def fmt_number(v, signed: bool = False, digits: int = 3) -> str:
+    """A rate or change as the check shows it ("n/a" for a missing value)."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
         return "n/a"
     return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
 
@@ -136,25 +137,25 @@ def to_markdown(check: dict) -> str:
         return f"## Manipulation check\n\nNot available: {check.get('why', 'no trained run has the feeling axis')}.\n"
     b = check["base"]
     lines = ["## Manipulation check (judge-free, feeling axis)", "",
-             f"Base: feeling {_fmt(b['feeling_rate'])}, disclaimer {_fmt(b['disclaimer_rate'])}, "
-             f"{_fmt(b['words'], digits=1)} words, distinct-3 {_fmt(b['distinct3'])} "
-             f"(n = {_fmt(b['n'], digits=0)}).", "",
+             f"Base: feeling {fmt_number(b['feeling_rate'])}, disclaimer {fmt_number(b['disclaimer_rate'])}, "
+             f"{fmt_number(b['words'], digits=1)} words, distinct-3 {fmt_number(b['distinct3'])} "
+             f"(n = {fmt_number(b['n'], digits=0)}).", "",
              "| direction | seed | checkpoint | feeling (change) | disclaimer (change) | words (change) | distinct-3 "
              "| distinct openings |",
              "|---|---|---|---|---|---|---|---|"]
     for d in check["directions"].values():
         for r in d["per_seed"]:
-            lines.append(f"| {d['direction']} | {r['seed']} | {r['checkpoint']} | {_fmt(r['feeling_rate'])} "
-                         f"({_fmt(r.get('feeling_rate_change'), True)}) | {_fmt(r['disclaimer_rate'])} "
-                         f"({_fmt(r.get('disclaimer_rate_change'), True)}) | {_fmt(r['words'], digits=1)} "
-                         f"({_fmt(r['length_change'], True, 2)}) | {_fmt(r['distinct3'])} "
-                         f"| {_fmt(r['distinct_openings'], digits=2)} |")
+            lines.append(f"| {d['direction']} | {r['seed']} | {r['checkpoint']} | {fmt_number(r['feeling_rate'])} "
+                         f"({fmt_number(r.get('feeling_rate_change'), True)}) | {fmt_number(r['disclaimer_rate'])} "
+                         f"({fmt_number(r.get('disclaimer_rate_change'), True)}) | {fmt_number(r['words'], digits=1)} "
+                         f"({fmt_number(r['length_change'], True, 2)}) | {fmt_number(r['distinct3'])} "
+                         f"| {fmt_number(r['distinct_openings'], digits=2)} |")
     lines.append("")
     for d in check["directions"].values():
         se = lambda k: "" if d[f"{k}_change_se"] is None else f" ± {d[f'{k}_change_se']:.3f}"  # noqa: E731
         verdict = {True: "**met**", False: "**not met**", None: "unknown (readability not recorded)"}[d["met"]]
-        lines.append(f"- {d['direction']} over {d['seeds']} seed(s): feeling {_fmt(d['feeling_rate_change'], True)}"
-                     f"{se('feeling_rate')}, disclaimer {_fmt(d['disclaimer_rate_change'], True)}"
+        lines.append(f"- {d['direction']} over {d['seeds']} seed(s): feeling {fmt_number(d['feeling_rate_change'], True)}"
+                     f"{se('feeling_rate')}, disclaimer {fmt_number(d['disclaimer_rate_change'], True)}"
                      f"{se('disclaimer_rate')}; criterion: {d['criterion']}, distinct-3 >= {MIN_DISTINCT3} and "
                      f"length within {MAX_LENGTH_CHANGE:.0%} of the base's: {verdict}"
                      + (f"; the replies of seed(s) {', '.join(map(str, d['collapsed_seeds']))} collapsed to a few "

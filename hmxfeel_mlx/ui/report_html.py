@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from ..evals.compare import BETTER_MARK, HEADERS, headline_lines, table_cells
+from ..experiment.manipulation import fmt_number
 from ..runfolder import write_bytes_atomic
 from .experiment_state import (DRIFT_METRICS, STAGES, Experiment, RunEntry, comparison_rows, drift_of,
                                heldout_key, heldout_samples, interval, read_experiment, row_of, stage_of)
@@ -237,12 +238,6 @@ def comparison_section(exp: Experiment) -> str:
 
 
 # -------------------------------------------------------------- manipulation
-def _rate(v, signed: bool = False, digits: int = 3) -> str:
-    if not isinstance(v, (int, float)) or isinstance(v, bool):
-        return "n/a"
-    return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
-
-
 def manipulation_section(exp: Experiment) -> str:
     title = "Manipulation check: did the training change what it is named for? (judge-free)"
     m = exp.manipulation
@@ -257,22 +252,22 @@ def manipulation_section(exp: Experiment) -> str:
     names = {True: "met", False: "not met", None: "unknown"}
     for d in (m.get("directions") or {}).values():
         for r in d.get("per_seed") or []:
-            vals = [d.get("direction"), r.get("seed"), r.get("checkpoint"), _rate(r.get("feeling_rate")),
-                    _rate(r.get("feeling_rate_change"), True), _rate(r.get("disclaimer_rate")),
-                    _rate(r.get("disclaimer_rate_change"), True), _rate(r.get("words"), digits=1),
-                    _rate(r.get("length_change"), True, 2), _rate(r.get("distinct3")),
+            vals = [d.get("direction"), r.get("seed"), r.get("checkpoint"), fmt_number(r.get("feeling_rate")),
+                    fmt_number(r.get("feeling_rate_change"), True), fmt_number(r.get("disclaimer_rate")),
+                    fmt_number(r.get("disclaimer_rate_change"), True), fmt_number(r.get("words"), digits=1),
+                    fmt_number(r.get("length_change"), True, 2), fmt_number(r.get("distinct3")),
                     {True: "yes", False: "no", None: "unknown"}[r.get("readable")]]
             rows.append("<tr>" + "".join(cell(v, "" if i < 3 or i == 10 else "num") for i, v in enumerate(vals))
                         + "</tr>")
         verdicts.append(f"{d.get('direction')} over {d.get('seeds')} seed(s): feeling "
-                        f"{_rate(d.get('feeling_rate_change'), True)}, disclaimer "
-                        f"{_rate(d.get('disclaimer_rate_change'), True)}; {d.get('criterion')}, readable text: "
+                        f"{fmt_number(d.get('feeling_rate_change'), True)}, disclaimer "
+                        f"{fmt_number(d.get('disclaimer_rate_change'), True)}; {d.get('criterion')}, readable text: "
                         f"{names[d.get('met')]}"
                         + (f"; replies of seed(s) {', '.join(map(str, d['collapsed_seeds']))} collapsed to a few "
                            "openings" if d.get("collapsed_seeds") else ""))
     intro = (f"<p>The feeling axis's first-person feeling and AI-disclaimer markers (no judge) against the base's: "
-             f"feeling {_rate(b.get('feeling_rate'))}, disclaimer {_rate(b.get('disclaimer_rate'))}, "
-             f"{_rate(b.get('words'), digits=1)} words, distinct-3 {_rate(b.get('distinct3'))}. Readable: distinct-3 "
+             f"feeling {fmt_number(b.get('feeling_rate'))}, disclaimer {fmt_number(b.get('disclaimer_rate'))}, "
+             f"{fmt_number(b.get('words'), digits=1)} words, distinct-3 {fmt_number(b.get('distinct3'))}. Readable: distinct-3 "
              "&gt;= 0.95 and mean length within 30% of the base's.</p>")
     body = intro + table(headers, rows, "manipulation")
     body += '<p class="headline">' + "<br>".join(esc(v) for v in verdicts) + "</p>"
