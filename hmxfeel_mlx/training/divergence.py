@@ -93,6 +93,30 @@ def policy_is_base(model) -> bool:
     return all(not bool(mx.any(m.lora_b != 0)) for _, m in model.named_modules() if hasattr(m, "lora_b"))
 
 
+def kl_passes(prompt_ids: list[list[int]], tokens: list[list[int]], rows: int) -> list[list[int]]:
+    """The replies (indices) of each forward pass: consecutive replies to one prompt together (so
+    the pass runs that prompt once), at most ``rows`` a pass; a prompt's lone reply is pooled with
+    others' up to ``rows``. Replies without a token are left out."""
+    passes, pooled = [], []
+    i = 0
+    while i < len(tokens):
+        j = i
+        while j < len(tokens) and list(prompt_ids[j]) == list(prompt_ids[i]):
+            j += 1
+        run = [k for k in range(i, j) if tokens[k]]
+        for s in range(0, len(run), rows):
+            chunk = run[s : s + rows]
+            if len(chunk) > 1:
+                passes.append(chunk)
+                continue
+            pooled += chunk
+            if len(pooled) == rows:
+                passes.append(pooled)
+                pooled = []
+        i = j
+    return passes + ([pooled] if pooled else [])
+
+
 def kl_rows(
     model,
     prompt_ids: list[list[int]],
@@ -115,21 +139,22 @@ def kl_rows(
         if progress is not None:
             progress(len(tokens))
         return k1_rows, k3_rows, [len(t) for t in tokens]
-    for s in range(0, len(tokens), rows):
-        idx = [i for i in range(s, min(s + rows, len(tokens))) if tokens[i]]
-        if idx:
-            batch = make_completion_batch([prompt_ids[i] for i in idx], [tokens[i] for i in idx],
-                                          [[0.0] * len(tokens[i]) for i in idx], pad_id)
-            frozen = frozen_states(model, batch)  # blocks without LoRA: the same for policy and base
-            policy = completion_logprobs(model, batch, temperature, frozen=frozen)
-            with lora_disabled(model):
-                base = completion_logprobs(model, batch, temperature, frozen=frozen)
-            k1, k3 = kl_terms(policy, base, batch.mask)
-            mx.eval(k1, k3)
-            for i, a, b in zip(idx, np.asarray(k1).tolist(), np.asarray(k3).tolist()):
-                k1_rows[i], k3_rows[i] = a, b
+    passes = kl_passes(prompt_ids, tokens, rows)
+    if progress is not None and sum(map(len, passes)) < len(tokens):
+        progress(len(tokens) - sum(map(len, passes)))  # replies without a token: nothing to run
+    for idx in passes:
+        batch = make_completion_batch([prompt_ids[i] for i in idx], [tokens[i] for i in idx],
+                                      [[0.0] * len(tokens[i]) for i in idx], pad_id, share_prompt=True)
+        frozen = frozen_states(model, batch)  # blocks without LoRA: the same for policy and base
+        policy = completion_logprobs(model, batch, temperature, frozen=frozen)
+        with lora_disabled(model):
+            base = completion_logprobs(model, batch, temperature, frozen=frozen)
+        k1, k3 = kl_terms(policy, base, batch.mask)
+        mx.eval(k1, k3)
+        for i, a, b in zip(idx, np.asarray(k1).tolist(), np.asarray(k3).tolist()):
+            k1_rows[i], k3_rows[i] = a, b
         if progress is not None:
-            progress(min(s + rows, len(tokens)) - s)
+            progress(len(idx))
     return k1_rows, k3_rows, [len(t) for t in tokens]
 
 

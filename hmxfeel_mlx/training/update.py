@@ -109,7 +109,7 @@ def grpo_update(
                 progress(len(held))
             continue
         batch = make_completion_batch([rollout.prompt_ids[i] for i in used], [rollout.tokens[i] for i in used],
-                                      [rollout.logprobs[i] for i in used], pad_id)
+                                      [rollout.logprobs[i] for i in used], pad_id, share_prompt=True)
         mask = batch.mask
         if config.mask_truncated:
             mask = grpo.mask_truncated(mask, mx.array(truncated[used]))
