@@ -140,11 +140,11 @@ def _shared(model, packed: list[tuple[list, int, list[ScoredPair]]]) -> None:
     option[:-1], padded between prefix and suffix; the contexts' caches are joined
     (right-aligned, the columns left of a shorter context masked out); the logits at
     the suffix's real columns predict the option's tokens."""
-    from ..models.generation import _shared_prefix_cache_class, forward_hidden, left_pad, output_logits
+    from ..models.generation import _shared_prefix_cache_class, cache_class, forward_hidden, left_pad, output_logits
 
     rows = [p for _, _, group in packed for p in group]
     x, pads = left_pad([[last] + p.option_ids[:-1] for _, last, group in packed for p in group])
-    cls = _shared_prefix_cache_class()
+    cls = cache_class(model, _shared_prefix_cache_class())
     cache = [cls.joined([(c.keys[..., : c.offset, :], c.values[..., : c.offset, :]) for c in layer],
                         [len(group) for _, _, group in packed], pads, room=x.shape[1])
              for layer in zip(*(head for head, _, _ in packed))]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable
 
 import mlx.core as mx
@@ -44,9 +45,38 @@ class Generation:
 def make_batch_cache(model, left_padding: list[int]) -> list:
     from mlx_lm.models.cache import BatchKVCache
 
-    return [BatchKVCache(left_padding) for _ in range(len(model.layers))]
+    cls = cache_class(model, BatchKVCache)
+    return [cls(left_padding) for _ in range(len(model.layers))]
 
 
+def grouped_mask(model) -> bool:
+    """Whether the model's attention applies the mask to query heads grouped as (B, Hkv, rep, L,
+    T): mlx-lm's Gemma 2 does, with a (B, 1, L, T) batch mask then aligned against the wrong
+    axes (a batch of Hkv rows gets row b's padding on kv head b; other batch sizes fail to
+    broadcast). Its batch masks need an axis for the group."""
+    layers = getattr(model, "layers", None) or []
+    attn = getattr(layers[0], "self_attn", None) if len(layers) else None
+    return type(model).__module__.endswith(".gemma2") and getattr(attn, "repeats", 1) > 1
+
+
+@lru_cache(maxsize=None)
+def _with_group_axis(cls):
+    class GroupAxis(cls):
+        def make_mask(self, *args, **kwargs):
+            mask = super().make_mask(*args, **kwargs)
+            return mask[:, :, None] if isinstance(mask, mx.array) and mask.ndim == 4 else mask
+
+    GroupAxis.__name__ = GroupAxis.__qualname__ = f"{cls.__name__}GroupAxis"
+    return GroupAxis
+
+
+def cache_class(model, cls):
+    """``cls``, or for a model whose attention groups its query heads (``grouped_mask``) the same
+    cache with a group axis in its masks (B, 1, 1, L, T)."""
+    return _with_group_axis(cls) if grouped_mask(model) else cls
+
+
+@lru_cache(maxsize=1)
 def _shared_prefix_cache_class():
     from mlx_lm.models.base import create_causal_mask
     from mlx_lm.models.cache import BatchKVCache
@@ -264,7 +294,7 @@ def prefill(model, prompts: list[list[int]], min_shared: int = 16, joinable: boo
         if shared:
             _fill_prefix(model, prompts[0][:shared], head, prefixes)
         x, pads = left_pad([p[shared:] for p in prompts])
-        cls = _shared_prefix_cache_class()
+        cls = cache_class(model, _shared_prefix_cache_class())
         if shared:
             cache = [cls(c.keys[..., : c.offset, :], c.values[..., : c.offset, :], pads) for c in head]
         else:
