@@ -24,6 +24,7 @@ from hmxfeel_mlx.cli import cli
 from hmxfeel_mlx.errors import HmxError
 from hmxfeel_mlx.evals.axes import EVAL_SCHEMA
 from hmxfeel_mlx.evals.compare import compare, read_eval
+from hmxfeel_mlx.experiment import manipulation
 from hmxfeel_mlx.experiment.manipulation import check_files
 from hmxfeel_mlx.runfolder import append_jsonl, write_json_atomic
 from hmxfeel_mlx.ui.report import report
@@ -330,9 +331,15 @@ def test_manipulation_check_shows_each_seed_and_each_direction_s_verdict(finishe
     page = page_of(finished)
     text = section_text(page, "manipulation")
     assert "feeling 0.400, disclaimer 0.150, 50.0 words, distinct-3 0.990" in text
-    assert "forward over 3 seed(s): feeling +0.250, disclaimer -0.050" in text and "readable text: met" in text
-    assert "reverse over 3 seed(s): feeling -0.200, disclaimer +0.300" in text
-    assert "readable text: not met" in text  # the reverse runs repeat themselves (distinct-3 0.93)
+    markdown = manipulation.to_markdown(json.loads((finished / "manipulation.json").read_text()))
+    lines = [line[2:].replace("**", "") for line in markdown.splitlines()
+             if line.startswith("- forward over") or line.startswith("- reverse over")]
+    assert len(lines) == 2 and all(line in text for line in lines)  # comparison.md's sentences, word for word
+    assert re.search(r"forward over 3 seed\(s\): feeling \+0\.250( ± [0-9.]+)?, disclaimer -0\.050", text)
+    assert re.search(r"reverse over 3 seed\(s\): feeling -0\.200( ± [0-9.]+)?, disclaimer \+0\.300", text)
+    forward, reverse = (text.split(f"{d} over 3 seed(s)")[1][:400] for d in ("forward", "reverse"))
+    assert "criterion: " in forward and "of the base's: met" in forward
+    assert "of the base's: not met" in reverse  # the reverse runs repeat themselves (distinct-3 0.93)
     table = re.search(r'<table class="manipulation">.*?</table>', page, re.S).group(0)
     rows = re.findall(r"<tr>(.*?)</tr>", table, re.S)[1:]
     assert len(rows) == 6 and cells(rows[0])[:5] == ["forward", "0", "step_10", "0.650", "+0.250"]

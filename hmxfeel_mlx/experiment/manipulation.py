@@ -131,6 +131,20 @@ def fmt_number(v, signed: bool = False, digits: int = 3) -> str:
     return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
 
 
+def verdict_sentence(d: dict, emphasis=lambda s: s) -> str:
+    """One direction's result in a sentence (plain text; ``emphasis`` marks the verdict), as
+    comparison.md and the report page show it."""
+    se = lambda k: "" if d.get(f"{k}_change_se") is None else f" ± {d[f'{k}_change_se']:.3f}"  # noqa: E731
+    verdict = {True: emphasis("met"), False: emphasis("not met"), None: "unknown (readability not recorded)"}[d.get("met")]
+    collapsed = d.get("collapsed_seeds") or []
+    return (f"{d.get('direction')} over {d.get('seeds')} seed(s): feeling {fmt_number(d.get('feeling_rate_change'), True)}"
+            f"{se('feeling_rate')}, disclaimer {fmt_number(d.get('disclaimer_rate_change'), True)}"
+            f"{se('disclaimer_rate')}; criterion: {d.get('criterion')}, distinct-3 >= {MIN_DISTINCT3} and "
+            f"length within {MAX_LENGTH_CHANGE:.0%} of the base's: {verdict}"
+            + (f"; the replies of seed(s) {', '.join(map(str, collapsed))} collapsed to a few "
+               f"openings (distinct openings < {MIN_OPENINGS})" if collapsed else ""))
+
+
 def to_markdown(check: dict) -> str:
     """The check as a Markdown section (comparison.md carries it)."""
     if not check.get("available"):
@@ -151,13 +165,5 @@ def to_markdown(check: dict) -> str:
                          f"({fmt_number(r['length_change'], True, 2)}) | {fmt_number(r['distinct3'])} "
                          f"| {fmt_number(r['distinct_openings'], digits=2)} |")
     lines.append("")
-    for d in check["directions"].values():
-        se = lambda k: "" if d[f"{k}_change_se"] is None else f" ± {d[f'{k}_change_se']:.3f}"  # noqa: E731
-        verdict = {True: "**met**", False: "**not met**", None: "unknown (readability not recorded)"}[d["met"]]
-        lines.append(f"- {d['direction']} over {d['seeds']} seed(s): feeling {fmt_number(d['feeling_rate_change'], True)}"
-                     f"{se('feeling_rate')}, disclaimer {fmt_number(d['disclaimer_rate_change'], True)}"
-                     f"{se('disclaimer_rate')}; criterion: {d['criterion']}, distinct-3 >= {MIN_DISTINCT3} and "
-                     f"length within {MAX_LENGTH_CHANGE:.0%} of the base's: {verdict}"
-                     + (f"; the replies of seed(s) {', '.join(map(str, d['collapsed_seeds']))} collapsed to a few "
-                        f"openings (distinct openings < {MIN_OPENINGS})" if d["collapsed_seeds"] else ""))
+    lines += [f"- {verdict_sentence(d, lambda s: f'**{s}**')}" for d in check["directions"].values()]
     return "\n".join(lines) + "\n"

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from ..evals.compare import BETTER_MARK, HEADERS, headline_lines, table_cells
-from ..experiment.manipulation import fmt_number
+from ..experiment.manipulation import fmt_number, verdict_sentence
 from ..runfolder import write_bytes_atomic
 from .experiment_state import (DRIFT_METRICS, STAGES, Experiment, RunEntry, comparison_rows, drift_of,
                                heldout_key, heldout_samples, interval, read_experiment, row_of, stage_of)
@@ -249,7 +249,6 @@ def manipulation_section(exp: Experiment) -> str:
     headers = ["direction", "seed", "checkpoint", "feeling", "change", "disclaimer", "change", "words",
                "length change", "distinct-3", "readable"]
     rows, verdicts = [], []
-    names = {True: "met", False: "not met", None: "unknown"}
     for d in (m.get("directions") or {}).values():
         for r in d.get("per_seed") or []:
             vals = [d.get("direction"), r.get("seed"), r.get("checkpoint"), fmt_number(r.get("feeling_rate")),
@@ -259,12 +258,7 @@ def manipulation_section(exp: Experiment) -> str:
                     {True: "yes", False: "no", None: "unknown"}[r.get("readable")]]
             rows.append("<tr>" + "".join(cell(v, "" if i < 3 or i == 10 else "num") for i, v in enumerate(vals))
                         + "</tr>")
-        verdicts.append(f"{d.get('direction')} over {d.get('seeds')} seed(s): feeling "
-                        f"{fmt_number(d.get('feeling_rate_change'), True)}, disclaimer "
-                        f"{fmt_number(d.get('disclaimer_rate_change'), True)}; {d.get('criterion')}, readable text: "
-                        f"{names[d.get('met')]}"
-                        + (f"; replies of seed(s) {', '.join(map(str, d['collapsed_seeds']))} collapsed to a few "
-                           "openings" if d.get("collapsed_seeds") else ""))
+        verdicts.append(verdict_sentence(d))
     intro = (f"<p>The feeling axis's first-person feeling and AI-disclaimer markers (no judge) against the base's: "
              f"feeling {fmt_number(b.get('feeling_rate'))}, disclaimer {fmt_number(b.get('disclaimer_rate'))}, "
              f"{fmt_number(b.get('words'), digits=1)} words, distinct-3 {fmt_number(b.get('distinct3'))}. Readable: distinct-3 "
