@@ -77,12 +77,14 @@ def _load_feeling(_d: Path, limit: int | None, seed: int, cfg: Any) -> list:
 
 
 def _run_feeling(ctx: EvalContext, questions: list) -> AxisResult:
+    from ..models.generation import PrefixStore
     from ..training.rollout import distinct_ngram_ratio
     from ..training.trainer import evaluate_heldout, load_templates
 
     start = time.perf_counter()
     config = replace(ctx.config, seed=ctx.seed)
-    result = evaluate_heldout(ctx.loaded, questions, config, load_templates(config))
+    # the judge's rubric prefix once for all batches of replies (bit for bit the same scores)
+    result = evaluate_heldout(ctx.loaded, questions, config, load_templates(config), prefixes=PrefixStore())
     records = []
     for s in result["eval_samples"]:
         marks = M.feeling_markers(s["completion"])
