@@ -93,25 +93,39 @@ THREE = "Remorseful: 0\nIndifferent: 6\nAffectionate: 0"
 
 def test_eqbench_asks_again_at_the_reference_temperatures(monkeypatch):
     """Questions whose answer is not accepted are asked again at 0.16, then 0.31, and only
-    they; the last attempt is scored; every call is the 60-token budget with no stop rule."""
-    replies = {"e0": [GOOD], "e1": [ZEROS, THREE, f"  {GOOD}\n"], "e2": [THREE, ZEROS, "I cannot say."]}
+    they; the last attempt is scored; every attempt is the 60-token budget with no stop rule.
+    (The model is replaced at ``sample_attempts``' calls of ``generate_batch``: one per attempt.)"""
+    from hmxfeel_mlx.models import attempts as A
+    from hmxfeel_mlx.models.generation import Generation
+
+    texts = {"e0": [GOOD], "e1": [ZEROS, THREE, f"  {GOOD}\n"], "e2": [THREE, ZEROS, "I cannot say."]}
+
+    class Tok:  # one token per character: the prompt's text comes back from its ids
+        eos_token_ids = {0}
+
+        def encode(self, text, add_special_tokens=False):
+            return [ord(ch) for ch in text]
+
     calls = []
 
-    def fake(ctx, prompts, max_tokens, stop_text=None, loop_stop=False, temperature=0.0, key=None):
-        calls.append({"prompts": list(prompts), "max_tokens": max_tokens, "stop": (stop_text, loop_stop),
-                      "temperature": temperature, "key": np.asarray(key).tolist()})
+    def fake_generate(model, prompts, max_tokens, eos_ids, temperature=0.0, key=None, stop=None, start=None, **kw):
+        names = ["".join(map(chr, p)) for p in prompts]
+        calls.append({"prompts": names, "max_tokens": max_tokens, "stop": stop, "temperature": temperature,
+                      "key": np.asarray(key).tolist(), "start": start})
         k = len(calls) - 1
-        return [{"text": replies[p][k], "tokens": 60, "finished": False, "stopped": False, "loop": False}
-                for p in prompts]
+        return Generation([[ord(ch) for ch in texts[n][k]] for n in names], [[] for _ in names],
+                          [False] * len(names), stopped=[False] * len(names))
 
-    monkeypatch.setattr(axes_gen, "generate_replies", fake)
+    monkeypatch.setattr(A, "generate_batch", fake_generate)
     monkeypatch.setattr(axes_gen, "user_prompt", lambda tok, text, history=(): text)
+    monkeypatch.setattr("hmxfeel_mlx.evals.axes.reply_text", lambda tok, toks: "".join(map(chr, toks)))
+    monkeypatch.setattr("hmxfeel_mlx.models.backend.cpu_speedups", lambda: False)  # no prefill to reuse here
     items = [GenItem(i, i, "", {"reference_fullscale": REF}) for i in ("e0", "e1", "e2")]
-    res = EQBENCH.run(EvalContext(None, None, None, seed=3), items)
+    res = EQBENCH.run(EvalContext(None, Tok(), None, seed=3), items)
     assert [c["temperature"] for c in calls] == list(EQBENCH_TEMPERATURES) == [0.01, 0.16, 0.31]
     assert [c["prompts"] for c in calls] == [["e0", "e1", "e2"], ["e1", "e2"], ["e1", "e2"]]
-    assert all(c["max_tokens"] == 60 and c["stop"] == (None, False) for c in calls)
-    assert len({str(c["key"]) for c in calls}) == 3  # one key per attempt
+    assert all(c["max_tokens"] == 60 and c["stop"] is None and c["start"] is None for c in calls)
+    assert [c["key"] for c in calls] == [np.asarray(k).tolist() for k in axes_gen._eqbench_keys(3)]  # one per attempt
     r0, r1, r2 = res.records
     assert [r["attempts_used"] for r in res.records] == [1, 3, 3]
     assert [a["accepted"] for a in r1["attempts"]] == [False, False, True] and r1["output"] == GOOD  # stripped
@@ -123,8 +137,38 @@ def test_eqbench_asks_again_at_the_reference_temperatures(monkeypatch):
     assert m["valid"] == 0.0 and m["mean_attempts"] == pytest.approx(7 / 3) and m["parse_failures"] == 1.0
     assert res.settings["protocol"].startswith("hmxfeel eqbench/3: EQ-Bench v2.1") and res.settings["max_attempts"] == 3
     assert any("EQ-bench/EQ-Bench@d28c60c" in s for s in res.settings["source"])
-    assert calls[0]["key"] == np.asarray(axes_gen._eqbench_keys(3)[0]).tolist()
     check_metrics_are_item_means(res)
+
+
+def test_eqbench_attempts_from_the_first_prefill_sample_as_attempts_prefilled_again(tiny, monkeypatch):
+    """On the CPU path every attempt decodes from the first prefill: the same replies, token for
+    token, as asking each attempt's prompts afresh (prompts of different lengths, so the padding
+    of the reused batch differs from the fresh one's), with the batch split into chunks too."""
+    items = [GenItem(f"e{i}", q, "", {"reference_fullscale": REF}) for i, q in enumerate(
+        ["How do you feel? Remorseful: <score>", "Score: 0 1 2 3 4 5 6 7 8 9 10.", "Annoyed?", "Tell me a story."])]
+    from hmxfeel_mlx.models import attempts, generation
+
+    prefills = []
+    real = generation.prefill
+
+    def counted(model, prompts, *a, **kw):
+        prefills.append(len(prompts))
+        return real(model, prompts, *a, **kw)
+
+    monkeypatch.setattr(generation, "prefill", counted)
+    monkeypatch.setattr(attempts, "prefill", counted)
+    runs, calls = {}, {}
+    for reuse in (True, False):
+        monkeypatch.setattr("hmxfeel_mlx.models.backend.cpu_speedups", lambda: reuse)
+        for size in (4, 3):
+            prefills.clear()
+            ctx = EvalContext(tiny.model, tiny.tokenizer, tiny.loaded, seed=5, batch_size=size)
+            runs[reuse, size] = [[(t["output"], t["tokens"]) for t in r["attempts"]] for r in EQBENCH.run(ctx, items).records]
+            calls[reuse, size] = list(prefills)
+    assert runs[True, 4] == runs[False, 4] and runs[True, 3] == runs[False, 3]
+    assert all(len(r) == 3 for r in runs[True, 4])  # the random model never parses: every attempt is used
+    assert calls[True, 4] == [4] and calls[True, 3] == [3, 1]  # one prefill per chunk
+    assert calls[False, 4] == [4, 4, 4] and calls[False, 3] == [3, 3, 3, 1, 1, 1]  # one per attempt
 
 
 def test_eqbench_replies_are_seeded_and_never_cut(tiny):

@@ -180,3 +180,30 @@ def test_chunked_prefill_matches_one_pass(tiny, monkeypatch, min_shared, joinabl
     assert mx.allclose(tiny.model(step, cache=c1), tiny.model(step, cache=c2), atol=1e-4)
     for i, p in enumerate(prompts):
         assert mx.allclose(chunked[i], tiny.model(mx.array([p]))[0, -1], atol=1e-4), i
+
+
+def test_fork_copies_rows_and_leaves_the_prefill_as_it_was(tiny_model_dir):
+    """Decoding from ``attempts.fork`` gives what decoding from a fresh prefill of the same rows
+    gives, and writes nothing into the prefill it was copied from."""
+    import numpy as np
+
+    from hmxfeel_mlx.models.attempts import fork, forkable
+    from hmxfeel_mlx.models.generation import generate_batch, prefill
+    from hmxfeel_mlx.models.loading import load_model
+
+    loaded = load_model(str(tiny_model_dir))
+    model = loaded.model
+    prompts = [[5, 6, 7, 8, 9, 10, 11], [12, 13, 14], [15, 16, 17, 18, 19], [20, 21, 22, 23]]
+    logits, cache = prefill(model, prompts)
+    assert forkable(cache)
+    before = [(np.array(c.keys), np.array(c.values), np.array(c.offset)) for c in cache]
+    eos = {-1}
+    for rows in ([0, 1, 2, 3], [1, 3], [2]):
+        got = generate_batch(model, [prompts[i] for i in rows], 12, eos, start=fork(logits, cache, rows))
+        fresh = generate_batch(model, [prompts[i] for i in rows], 12, eos)
+        assert got.tokens == fresh.tokens
+        for a, b in zip(got.logprobs, fresh.logprobs):
+            assert np.allclose(a, b, atol=1e-4)
+    for c, (k, v, off) in zip(cache, before):
+        assert np.array_equal(np.array(c.keys), k) and np.array_equal(np.array(c.values), v)
+        assert np.array_equal(np.array(c.offset), off)

@@ -250,6 +250,52 @@ def generate_replies(ctx: EvalContext, prompts: Sequence[str], max_tokens: int,
     return out
 
 
+
+def generate_attempts(ctx: EvalContext, prompts: Sequence[str], max_tokens: int, temperatures: Sequence[float],
+                      keys: Sequence[Any], accepted: Callable[[int, str], bool]) -> list[list[dict]]:
+    """Up to ``len(temperatures)`` sampled replies per rendered prompt: attempt ``k`` asks again, at
+    ``temperatures[k]`` with ``keys[k]``, the prompts whose last reply was not ``accepted(i, text)``.
+    Returns each prompt's attempts ({text, tokens, finished, stopped}).
+
+    Prompts run shortest first in chunks of ``ctx.batch_size``; chunk ``c`` of attempt ``k`` draws
+    with ``split(keys[k], n_chunks)[c]`` (``keys[k]`` itself when there is one chunk), so a chunk
+    samples the same on whichever rank runs it. On the CPU backend every attempt decodes from
+    the chunk's first prefill (``models.attempts``)."""
+    import mlx.core as mx
+
+    from ..distributed.collectives import broadcast_object
+    from ..distributed.sharding import map_chunks
+    from ..models.attempts import sample_attempts
+    from ..models.backend import cpu_speedups
+
+    tok = ctx.tokenizer
+    ids = [list(tok.encode(p, add_special_tokens=False)) for p in prompts]
+    if not ids:
+        return []
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    size = max(1, ctx.batch_size or len(ids))
+    n_chunks = -(-len(ids) // size)
+    chunk_keys = [[k] if n_chunks == 1 else list(mx.random.split(k, n_chunks)) for k in keys]
+
+    def run(c: int) -> list[list]:
+        rows = order[c * size : (c + 1) * size]
+        got = sample_attempts(ctx.model, [ids[i] for i in rows], max_tokens, tok.eos_token_ids, list(temperatures),
+                              [ks[c] for ks in chunk_keys], lambda j, toks: accepted(rows[j], reply_text(tok, toks)),
+                              reuse=cpu_speedups())
+        return [[[t, f, s] for t, f, s in r] for r in got]
+
+    world = ctx.world
+    if world is None or not world.distributed:
+        gens = [g for c in range(n_chunks) for g in run(c)]
+    elif n_chunks > 1:
+        gens = map_chunks(world, n_chunks, run)
+    else:  # one batch, one key per attempt: its draws are shared by its rows, so one rank samples it
+        gens = broadcast_object(run(0) if world.main else None, world)
+    out: list[list[dict]] = [[] for _ in ids]
+    for j, i in enumerate(order):
+        out[i] = [{"text": reply_text(tok, t), "tokens": len(t), "finished": f, "stopped": s} for t, f, s in gens[j]]
+    return out
+
 def check_axes(names: Sequence[str], known: Sequence[str]) -> list[str]:
     """Validate axis names ("all" = every axis), keeping ``known`` order; HmxError lists the valid ones."""
     wanted = [n.strip().lower() for n in names if n.strip()]  # --axes MMLU means mmlu

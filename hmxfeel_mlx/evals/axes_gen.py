@@ -31,6 +31,7 @@ from .axes import (
     EvalContext,
     MetricSpec,
     folder_files,
+    generate_attempts,
     generate_replies,
     lettered,
     user_prompt,
@@ -364,23 +365,21 @@ def _run_eqbench(ctx: EvalContext, items: list) -> AxisResult:
     start = time.perf_counter()
     prompts = [user_prompt(ctx.tokenizer, it.prompt) for it in items]
     refs = [it.meta["reference_fullscale"] for it in items]
-    attempts: list[list[dict]] = [[] for _ in items]
-    pending = list(range(len(items)))
-    for temperature, key in zip(EQBENCH_TEMPERATURES, _eqbench_keys(ctx.seed)):
-        if not pending:
-            break
-        outs = generate_replies(ctx, [prompts[i] for i in pending], GEN_TOKENS["eqbench"], temperature=temperature,
-                                key=key)
-        left = []
-        for i, o in zip(pending, outs):
+
+    def accepted(i: int, text: str) -> bool:
+        return M.eqbench_answer_accepted(M.parse_eqbench_answer(text.strip()), refs[i])
+
+    replies = generate_attempts(ctx, prompts, GEN_TOKENS["eqbench"], EQBENCH_TEMPERATURES, _eqbench_keys(ctx.seed),
+                                accepted)
+    attempts: list[list[dict]] = []
+    for i, tries in enumerate(replies):
+        attempts.append([])
+        for temperature, o in zip(EQBENCH_TEMPERATURES, tries):
             text = o["text"].strip()
             parsed = M.parse_eqbench_answer(text)
-            ok = M.eqbench_answer_accepted(parsed, refs[i])
             attempts[i].append({"temperature": temperature, "output": text, "tokens": o["tokens"],
-                                "finished": o["finished"], "parsed": parsed, "accepted": ok})
-            if not ok:
-                left.append(i)
-        pending = left
+                                "finished": o["finished"], "parsed": parsed,
+                                "accepted": M.eqbench_answer_accepted(parsed, refs[i])})
     res = M.eqbench_v2_score([a[-1]["parsed"] for a in attempts], refs)
     records = []
     for it, a, ref, q in zip(items, attempts, refs, res["per_question"]):
@@ -400,7 +399,8 @@ EQBENCH = Axis(
     _load_eqbench, _run_eqbench, folder_files("eqbench"), "eqbench",
     {"score": MetricSpec(True, True, "score_x10"), "parse_rate": MetricSpec(True, False, "parsed_ok"),
      "valid": MetricSpec(True, False, None), "mean_attempts": MetricSpec(False, False, "attempts_used")},
-    {"kind": "generation (sampled, seeded: attempt k draws with split(key(seed), 3)[k])",
+    {"kind": "generation (sampled, seeded: attempt k draws with split(key(seed), 3)[k], split again over the "
+             "batches of prompts when there are several; on the CPU backend attempts decode from the first prefill)",
      "max_new_tokens": GEN_TOKENS["eqbench"], "temperatures": list(EQBENCH_TEMPERATURES),
      "max_attempts": len(EQBENCH_TEMPERATURES), "min_parse_rate": M.EQBENCH_MIN_PARSEABLE,
      "stop": "none (end of sequence or the token budget; the parser reads the whole reply)",

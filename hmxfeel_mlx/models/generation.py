@@ -368,6 +368,7 @@ def generate_batch(
     stop: Callable[[list[int]], bool] | None = None,
     progress: Callable[[int], None] | None = None,
     prefixes: PrefixStore | None = None,
+    start: tuple[mx.array, list] | None = None,
 ) -> Generation:
     """Sample (or greedily decode when temperature is 0) completions for each prompt.
 
@@ -384,12 +385,14 @@ def generate_batch(
     ``progress(n)``, called once per decode step, reports the token budget used since the
     last call: one per row that drew a token, plus the unused budget of rows that ended,
     so the calls add up to ``len(prompts) * max_tokens``. ``prefixes``: see ``prefill``.
+    ``start``: the prompts' last logits and cache, already prefilled (``attempts.fork``):
+    decoding starts from them, in one batch.
     """
     if temperature > 0 and key is None:
         raise ValueError("sampling needs an explicit random key")
     from mlx_lm.models.cache import make_prompt_cache
 
-    chunked = max_batch and len(prompts) > max_batch
+    chunked = max_batch and len(prompts) > max_batch and start is None
     if chunked and (temperature > 0 or not joinable_caches(make_prompt_cache(model))):
         chunks = [prompts[i : i + max_batch] for i in range(0, len(prompts), max_batch)]
         if key is not None and key.ndim == 2:  # one key per row: each chunk takes its rows' keys
@@ -408,7 +411,7 @@ def generate_batch(
 
     eos = set(eos_ids)
     n = len(prompts)
-    width = min(max_batch or n, n)
+    width = n if start is not None else min(max_batch or n, n)
     refill = n > width  # rows join the running batch (joinable caches, checked above)
     if max_tokens <= 0:
         return Generation([[] for _ in range(n)], [[] for _ in range(n)], [False] * n, stopped=[False] * n)
@@ -421,6 +424,8 @@ def generate_batch(
 
     active: list[int] = []  # prompt index of each batch row
     cache, logits, waiting = None, None, 0
+    if start is not None:
+        (logits, cache), active, waiting = start, list(range(n)), n
     while True:
         room = width - len(active)
         if waiting < n and (not active or room >= max(1, width // 4)):
