@@ -115,6 +115,30 @@ def test_jobs_in_order_and_the_settings_are_refused_when_they_differ(tmp_path):
         open_experiment(tmp_path / "other", settings())
 
 
+def test_a_changed_preset_is_refused_like_a_changed_setting(tmp_path, monkeypatch):
+    """experiment.json keeps each direction's resolved training configuration: when the model's
+    preset changes between two invocations on one folder, the rerun is refused, naming the value
+    (the runs' own config.json would catch it only at their training, not at the base evaluation)."""
+    from hmxfeel_mlx.training import config as C
+
+    exp = open_experiment(tmp_path / "e", settings())
+    stored = json.loads((tmp_path / "e" / "experiment.json").read_text())
+    assert set(stored["training"]) == {"forward", "reverse"} and "seed" not in stored["training"]["forward"]
+    assert stored["training"]["reverse"]["direction"] == "reverse" and stored["training"]["forward"]["steps"] == 2
+    real = C.model_preset
+    monkeypatch.setattr(C, "model_preset", lambda name: {**real(name), "judge_words": 7})
+    with pytest.raises(HmxError) as e:
+        open_experiment(tmp_path / "e", settings())
+    assert "forward training judge_words: 0 in the folder, 7 now" in str(e.value)
+    monkeypatch.setattr(C, "model_preset", real)
+    assert open_experiment(tmp_path / "e", settings()).jobs == exp.jobs
+    # a folder written before the training configuration was kept reopens unchecked
+    del stored["training"]
+    (tmp_path / "e" / "experiment.json").write_text(json.dumps(stored))
+    monkeypatch.setattr(C, "model_preset", lambda name: {**real(name), "judge_words": 7})
+    assert open_experiment(tmp_path / "e", settings()).jobs == exp.jobs
+
+
 def test_a_null_setting_reaches_every_training_run(tmp_path):
     """--set degenerate_floor=null turns the preset's floor off in the runs, not just in the check."""
     from hmxfeel_mlx.experiment.commands import build_settings

@@ -154,6 +154,21 @@ def _differences(old: dict, new: dict) -> list[str]:
     return out
 
 
+def resolved_training(settings: Settings) -> dict[str, dict]:
+    """Each direction's training configuration as its runs will resolve it (the model's preset,
+    the experiment's training values on top; the seed left out). experiment.json keeps it, so a
+    preset changed between two invocations on one folder is refused like any other setting."""
+    from ..training.config import resolve_config
+
+    out = {}
+    for d in settings.directions:
+        cfg = resolve_config(overrides={"model": settings.model, "direction": d, "seed": 0},
+                             settings=settings.overrides).to_dict()
+        cfg.pop("seed", None)
+        out[d] = cfg
+    return out
+
+
 def open_experiment(root: Path, settings: Settings) -> Experiment:
     """Create the experiment folder, or reopen it when its settings are the same (HmxError naming
     every difference otherwise). Jobs left ``running`` by a killed process become pending again."""
@@ -165,6 +180,9 @@ def open_experiment(root: Path, settings: Settings) -> Experiment:
             raise HmxError(f"{meta} is not an experiment written by `hmx-mlx replicate` (schema "
                            f"{stored.get('schema')!r}). Pick another --out.")
         diff = _differences({k: stored.get(k) for k in settings.to_dict()}, settings.to_dict())
+        if not diff and isinstance(stored.get("training"), dict):  # folders written before it was kept: not checked
+            now = resolved_training(settings)
+            diff = [f"{d} training {line}" for d in now for line in _differences(stored["training"].get(d) or {}, now[d])]
         if diff:
             raise HmxError(f"{root} holds an experiment with other settings ({'; '.join(diff)}). Rerun it with "
                            "its own settings to continue it, or pass another --out for a new experiment.")
@@ -188,7 +206,8 @@ def open_experiment(root: Path, settings: Settings) -> Experiment:
         raise HmxError(f"{root} exists and is not an experiment folder. Pass another --out (or an empty folder).")
     root.mkdir(parents=True, exist_ok=True)
     created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    write_json_atomic(meta, {"schema": EXPERIMENT_SCHEMA, "created": created, **settings.to_dict()})
+    write_json_atomic(meta, {"schema": EXPERIMENT_SCHEMA, "created": created, **settings.to_dict(),
+                             "training": resolved_training(settings)})
     exp = Experiment(root, settings, build_jobs(settings), created)
     exp.save_plan()
     return exp
