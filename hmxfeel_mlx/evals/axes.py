@@ -250,7 +250,6 @@ def generate_replies(ctx: EvalContext, prompts: Sequence[str], max_tokens: int,
     return out
 
 
-
 def generate_attempts(ctx: EvalContext, prompts: Sequence[str], max_tokens: int, temperatures: Sequence[float],
                       keys: Sequence[Any], accepted: Callable[[int, str], bool]) -> list[list[dict]]:
     """Up to ``len(temperatures)`` sampled replies per rendered prompt: attempt ``k`` asks again, at
@@ -295,6 +294,7 @@ def generate_attempts(ctx: EvalContext, prompts: Sequence[str], max_tokens: int,
     for j, i in enumerate(order):
         out[i] = [{"text": reply_text(tok, t), "tokens": len(t), "finished": f, "stopped": s} for t, f, s in gens[j]]
     return out
+
 
 def check_axes(names: Sequence[str], known: Sequence[str]) -> list[str]:
     """Validate axis names ("all" = every axis), keeping ``known`` order; HmxError lists the valid ones."""

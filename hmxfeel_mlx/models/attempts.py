@@ -24,7 +24,7 @@ import mlx.core as mx
 from .cpu_kernels import inference
 from .generation import generate_batch, prefill
 
-Reply = tuple[list[int], bool, bool]  # tokens, finished (EOS), stopped (the stop rule)
+Reply = tuple[list[int], bool, bool]  # tokens, finished (EOS), stopped (generate_batch's stop rule: none here)
 
 
 def forkable(cache: list) -> bool:
@@ -51,7 +51,7 @@ def fork(logits: mx.array, cache: list, rows: list[int]) -> tuple[mx.array, list
 @inference()
 def sample_attempts(model, prompts: list[list[int]], max_tokens: int, eos_ids, temperatures: list[float],
                     keys: list[mx.array | None], accepted: Callable[[int, list[int]], bool],
-                    stop: Callable[[list[int]], bool] | None = None, reuse: bool = True) -> list[list[Reply]]:
+                    reuse: bool = True) -> list[list[Reply]]:
     """Up to ``len(temperatures)`` attempts per prompt, in one batch: attempt ``k`` samples the
     prompts not yet ``accepted(i, tokens)`` at ``temperatures[k]`` with ``keys[k]`` (rows in
     prompt order), decoding from the first prefill (``reuse`` False, or caches that cannot be
@@ -70,7 +70,7 @@ def sample_attempts(model, prompts: list[list[int]], max_tokens: int, eos_ids, t
         else:  # the first attempt decodes from the prefill itself; later ones prefill again
             start, logits, cache = ((logits, cache) if cache is not None else None), None, None
         gen = generate_batch(model, [prompts[i] for i in pending], max_tokens, eos_ids, temperature, key,
-                             stop=stop, start=start)
+                             start=start)
         left = []
         for i, toks, fin, stp in zip(pending, gen.tokens, gen.finished, gen.stopped):
             out[i].append((toks, bool(fin), bool(stp)))
