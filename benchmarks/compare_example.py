@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hmxfeel_mlx.evals.axes import EVAL_SCHEMA
+from hmxfeel_mlx.evals.axes.core import EVAL_SCHEMA
 from hmxfeel_mlx.runfolder import write_json_atomic
 
 N = 50

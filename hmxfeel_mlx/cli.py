@@ -466,7 +466,7 @@ def report(targets, export, width, threshold):
 
 def _register_eval_commands() -> None:
     from .evals.commands import compare_command, eval_command
-    from .evals.data_commands import data_group
+    from .evals.datasets.commands import data_group
 
     cli.add_command(eval_command, "eval")
     cli.add_command(compare_command, "compare")

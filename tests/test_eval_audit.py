@@ -58,7 +58,7 @@ def test_audit_catches_a_wrong_value_or_token_count(tiny):
               "choices": ["red", "blue"], "option_logprob_sum": [0.0, 0.0], "option_tokens": [1, 1]}
     (ctx, opt, _, _), _ = chat_rows(tiny.tokenizer, record)
     assert ctx.endswith("<|im_start|>assistant\nAnswer:") and "<|im_start|>system\nBe brief." in ctx
-    from hmxfeel_mlx.evals.scoring import option_logprobs
+    from hmxfeel_mlx.evals.axes.scoring import option_logprobs
 
     scored = option_logprobs(tiny.model, tiny.tokenizer, [ctx, ctx], record["choices"])
     record.update(option_logprob_sum=[s for s, _ in scored], option_tokens=[n for _, n in scored])

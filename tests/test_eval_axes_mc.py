@@ -9,8 +9,8 @@ import json
 import pytest
 from conftest import BENCH_DATA, needs_data
 
-from hmxfeel_mlx.evals import scoring
-from hmxfeel_mlx.evals.axes import EvalContext, mc_context
+from hmxfeel_mlx.evals.axes import scoring
+from hmxfeel_mlx.evals.axes.core import EvalContext, mc_context
 from hmxfeel_mlx.evals.protocols import prompt_text
 from hmxfeel_mlx.evals.runner import AXES
 
@@ -146,7 +146,7 @@ def test_bigtom_letter_model_scores_chance_in_both_conditions(ctx, monkeypatch):
 
 def test_bbq_bias_score_has_no_better_direction():
     """A signed bias (0 unbiased, < 0 counter-stereotypical): +0.05 -> -0.10 is no improvement."""
-    from hmxfeel_mlx.evals.axes_mc import BBQ_AMBIG, BBQ_DISAMBIG
+    from hmxfeel_mlx.evals.axes.choice import BBQ_AMBIG, BBQ_DISAMBIG
 
     for axis in (BBQ_AMBIG, BBQ_DISAMBIG):
         assert axis.specs["bias_score"].higher_is_better is None and not axis.specs["bias_score"].headline

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from hmxfeel_mlx.errors import HmxError
 from hmxfeel_mlx.evals import stats
-from hmxfeel_mlx.evals.axes import EVAL_SCHEMA
+from hmxfeel_mlx.evals.axes.core import EVAL_SCHEMA
 from hmxfeel_mlx.evals.commands import compare_command, eval_command
 from hmxfeel_mlx.evals.compare import (
     DIFFERS, IMPROVED, UNCHANGED, Row, compare_paths, decide, find_eval, print_table, table_cells, to_csv, to_json,
@@ -193,7 +193,7 @@ def test_a_letter_preference_that_changes_is_neither_better_nor_worse():
     decide([row])
     assert row.decision == DIFFERS and row.significant is True
     assert table_cells(row)[2] == "↕ (info)"
-    from hmxfeel_mlx.evals.axes_mc import BIGTOM, OPINION
+    from hmxfeel_mlx.evals.axes.choice import BIGTOM, OPINION
     for axis in (OPINION, BIGTOM):
         assert axis.specs["letter_bias"].higher_is_better is None and not axis.specs["letter_bias"].headline
 

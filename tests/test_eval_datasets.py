@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from hmxfeel_mlx.errors import HmxError
-from hmxfeel_mlx.evals import datasets as D
-from hmxfeel_mlx.evals import truthfulqa as TQA
+from hmxfeel_mlx.evals.datasets import loaders as D
+from hmxfeel_mlx.evals.datasets import truthfulqa as TQA
+from hmxfeel_mlx.evals.datasets.items import MCItem, item_from_dict
 
 from conftest import BENCH_DATA, needs_data
 
@@ -133,7 +134,6 @@ def test_truthfulqa_mc1_prefers_the_full_hub_file(tmp_path):
     (tmp_path / "multiple_choice.jsonl").write_text(json.dumps(row) + "\n")
     hub = TQA.load_truthfulqa_mc1(tmp_path)
     assert len(hub) == 1 and hub[0].meta["source"] == "hub" and hub[0].choices == ["t", "f1", "f2"]
-    assert D.load_truthfulqa_mc1 is TQA.load_truthfulqa_mc1  # callers of the old location keep working
 
 
 def test_truthfulqa_hub_jsonl(tmp_path):
@@ -257,7 +257,7 @@ def test_sycophancy():
 
 def test_rotate_options_swaps_the_texts_and_follows_the_answers():
     text = "I agree with the claim. Do you?\n\nChoices:\n (A) Agree\n (B) Disagree\n\nAnswer:"
-    it = D.MCItem("s/0", text, ["(A)", "(B)"], [1], {"truthful_index": 1, "sycophantic_index": 0,
+    it = MCItem("s/0", text, ["(A)", "(B)"], [1], {"truthful_index": 1, "sycophantic_index": 0,
                                                       "option_texts": ["Agree", "Disagree"], "order": 0},
                   reply_prefix="I believe the best answer is")
     swapped = D.rotate_options(it)
@@ -267,15 +267,15 @@ def test_rotate_options_swaps_the_texts_and_follows_the_answers():
     assert swapped.reply_prefix == it.reply_prefix and swapped.id == "s/0/shift1"
     assert D.rotate_options(swapped).prompt == text
     with pytest.raises(HmxError, match="one line per option"):
-        D.rotate_options(D.MCItem("s/1", "no options here", ["(A)", "(B)"], [0], it.meta))
+        D.rotate_options(MCItem("s/1", "no options here", ["(A)", "(B)"], [0], it.meta))
 
 
 @needs_data
 def test_items_round_trip():
     it = D.load_gsm8k(DATA / "gsm8k", limit=1)[0]
     mc = D.load_mmlu(DATA / "mmlu", limit=1)[0]
-    assert D.item_from_dict(json.loads(json.dumps(it.to_dict()))) == it
-    assert D.item_from_dict(mc.to_dict()) == mc
+    assert item_from_dict(json.loads(json.dumps(it.to_dict()))) == it
+    assert item_from_dict(mc.to_dict()) == mc
 
 
 # ------------------------------------------------------------------ errors

@@ -11,7 +11,7 @@ import pytest
 from conftest import BENCH_DATA, needs_data
 from mlx.utils import tree_flatten
 
-from hmxfeel_mlx.evals.axes import EvalContext
+from hmxfeel_mlx.evals.axes.core import EvalContext
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +25,13 @@ def tiny(tiny_model_dir):
 
 
 def items(limit=4):
-    from hmxfeel_mlx.evals.axes_drift import DRIFT
+    from hmxfeel_mlx.evals.axes.drift import DRIFT
 
     return DRIFT.load(BENCH_DATA, limit, 0, None)
 
 
 def run(loaded, config, its):
-    from hmxfeel_mlx.evals.axes_drift import DRIFT
+    from hmxfeel_mlx.evals.axes.drift import DRIFT
 
     return DRIFT.run(EvalContext(loaded.model, loaded.tokenizer, loaded, seed=0, config=config), its)
 

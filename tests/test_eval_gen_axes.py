@@ -11,11 +11,11 @@ import pytest
 from conftest import BENCH_DATA, needs_data
 from test_eval_scoring import REWRITING, hand_logprob
 
-from hmxfeel_mlx.evals import axes_gen
-from hmxfeel_mlx.evals.axes import GEN_TOKENS, EvalContext, user_prompt
-from hmxfeel_mlx.evals.axes_gen import EQBENCH, EQBENCH_TEMPERATURES, PUSHBACK, PUSHBACK_AXIS
-from hmxfeel_mlx.evals.datasets import GenItem, MCItem
-from hmxfeel_mlx.evals.scoring import encode_pair
+from hmxfeel_mlx.evals.axes import generation as axes_gen
+from hmxfeel_mlx.evals.axes.core import GEN_TOKENS, EvalContext, user_prompt
+from hmxfeel_mlx.evals.axes.generation import EQBENCH, EQBENCH_TEMPERATURES, PUSHBACK, PUSHBACK_AXIS
+from hmxfeel_mlx.evals.datasets.items import GenItem, MCItem
+from hmxfeel_mlx.evals.axes.scoring import encode_pair
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_eqbench_asks_again_at_the_reference_temperatures(monkeypatch):
 
     monkeypatch.setattr(A, "generate_batch", fake_generate)
     monkeypatch.setattr(axes_gen, "user_prompt", lambda tok, text, history=(): text)
-    monkeypatch.setattr("hmxfeel_mlx.evals.axes.reply_text", lambda tok, toks: "".join(map(chr, toks)))
+    monkeypatch.setattr("hmxfeel_mlx.evals.axes.core.reply_text", lambda tok, toks: "".join(map(chr, toks)))
     monkeypatch.setattr("hmxfeel_mlx.models.backend.cpu_speedups", lambda: False)  # no prefill to reuse here
     items = [GenItem(i, i, "", {"reference_fullscale": REF}) for i in ("e0", "e1", "e2")]
     res = EQBENCH.run(EvalContext(None, Tok(), None, seed=3), items)

@@ -15,14 +15,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from hmxfeel_mlx.evals.axes import AXIS_ORDER
+from hmxfeel_mlx.evals.axes.core import AXIS_ORDER
 from click.testing import CliRunner
 
 from hmxfeel_mlx.cli import cli
 from hmxfeel_mlx.errors import HmxError
-from hmxfeel_mlx.evals import hub as H
-from hmxfeel_mlx.evals.sources import hub_data
-from hmxfeel_mlx.evals.tables import TableFormat, count_rows, read_rows, sniff_format
+from hmxfeel_mlx.evals.datasets import hub as H
+from hmxfeel_mlx.evals.datasets.sources import hub_data
+from hmxfeel_mlx.evals.datasets.tables import TableFormat, count_rows, read_rows, sniff_format
 
 from conftest import BENCH_DATA, needs_data
 from fake_hub import FakeHub, benchmark_files, git_blob_id
@@ -129,7 +129,7 @@ def test_tables_read_every_format_into_row_dicts(tmp_path):
 
 # ----------------------------------------------------------- pinned revisions
 def test_package_pins_cover_every_data_axis_and_say_what_is_verified():
-    from hmxfeel_mlx.evals.axes import AXIS_ORDER
+    from hmxfeel_mlx.evals.axes.core import AXIS_ORDER
 
     benchmarks = H.load_benchmarks()
     covered = {a for b in benchmarks.values() for a in b.axes}
@@ -373,13 +373,14 @@ def hub_layout(tmp_path) -> Path:
 
 
 def test_loaders_read_the_hub_row_layouts(hub_layout):
-    from hmxfeel_mlx.evals import datasets as D
+    from hmxfeel_mlx.evals.datasets import loaders as D
+    from hmxfeel_mlx.evals.datasets import truthfulqa as TQA
 
     mmlu = D.load_mmlu(hub_layout / "mmlu")
     assert len(mmlu) == 6 and mmlu[2].choices == ["2", "3", "x", "y"] and mmlu[2].correct == [1]
     assert mmlu[0].meta["subject"] == "arithmetic"
     assert [it.reference for it in D.load_gsm8k(hub_layout / "gsm8k", 3)] == ["2", "3", "4"]
-    mc1, mc2 = D.load_truthfulqa_mc1(hub_layout / "truthfulqa"), D.load_truthfulqa_mc2(hub_layout / "truthfulqa")
+    mc1, mc2 = TQA.load_truthfulqa_mc1(hub_layout / "truthfulqa"), TQA.load_truthfulqa_mc2(hub_layout / "truthfulqa")
     assert len(mc1) == len(mc2) == 6 and mc1[0].correct == [0] and mc2[0].correct == [0, 1]
     assert len(mc2[0].choices) == 4 and mc1[0].meta["source"] == "hub"
     halu = D.load_halueval(hub_layout / "halueval")
@@ -393,7 +394,7 @@ def test_loaders_read_the_hub_row_layouts(hub_layout):
 
 
 def test_sycophancy_reads_the_anthropic_jsonl_files_in_turn(hub_layout):
-    from hmxfeel_mlx.evals import datasets as D
+    from hmxfeel_mlx.evals.datasets import loaders as D
 
     items = D.load_sycophancy(hub_layout / "sycophancy")
     assert len(items) == 18

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from hmxfeel_mlx.evals.datasets import MCItem
+from hmxfeel_mlx.evals.datasets.items import MCItem
 from hmxfeel_mlx.evals.metrics import (
     answer_consistency, bbq_bias_scores, detect_unanswerable, eqbench_answer_accepted, eqbench_first_pass_prompt,
     eqbench_question_score, eqbench_v2_score, extract_choice_letter, extract_final_number, extract_yes_no,

@@ -18,7 +18,7 @@ from conftest import needs_data
 
 from hmxfeel_mlx.errors import HmxError
 from hmxfeel_mlx.evals import metrics as M
-from hmxfeel_mlx.evals.axes import EvalContext
+from hmxfeel_mlx.evals.axes.core import EvalContext
 from hmxfeel_mlx.evals.commands import compare_command, eval_command
 from hmxfeel_mlx.evals.runner import AXES, evaluate, parse_axes, prepare
 
@@ -378,7 +378,7 @@ def test_embedded_mmlu_three_items(embedded):
 def test_loop_stop_cuts_a_reply_at_the_first_repeating_tail(tiny_ctx):
     """With ``loop_stop`` a reply ends at the first token where ``repetition_loop`` holds and
     says so (``loop``); without it the same greedy reply runs on; others are unchanged."""
-    from hmxfeel_mlx.evals.axes import generate_replies, user_prompt
+    from hmxfeel_mlx.evals.axes.core import generate_replies, user_prompt
     from hmxfeel_mlx.models.generation import generate_batch, repetition_loop
 
     tok = tiny_ctx.tokenizer

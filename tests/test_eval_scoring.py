@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import CHATML
 
-from hmxfeel_mlx.evals.scoring import encode_pair, join_continuation, option_logprobs
+from hmxfeel_mlx.evals.axes.scoring import encode_pair, join_continuation, option_logprobs
 from hmxfeel_mlx.models.chat import render_prompt
 
 
@@ -54,7 +54,7 @@ def test_boundary_merge_splits_at_common_prefix(tiny):
 
 @pytest.mark.parametrize("share_prefix", [True, False])
 def test_option_logprobs_match_full_forward(tiny, share_prefix, monkeypatch, host_kernels):
-    from hmxfeel_mlx.evals import scoring
+    from hmxfeel_mlx.evals.axes import scoring
 
     tok, model = tiny.tokenizer, tiny.model
     simple_rows = []
@@ -89,7 +89,7 @@ def test_options_of_many_contexts_share_batches_and_score_as_alone(tiny, monkeyp
     """Contexts of different lengths (and options of different lengths) packed into batches
     of at most 5 rows, one context split over two batches: every option scores as it does
     alone, and the batches hold rows of several contexts."""
-    from hmxfeel_mlx.evals import scoring
+    from hmxfeel_mlx.evals.axes import scoring
 
     tok, model = tiny.tokenizer, tiny.model
     batches = []
@@ -123,8 +123,8 @@ def test_follow_up_scores_equal_full_forwards_on_both_paths(tiny, template, monk
     """Both turns of ``score_follow_up`` equal one uncached forward of each full sequence; the
     second turn runs on the first's extended cache when the template only appends (one cache
     per item), and on a fresh context when it rewrites the first turn (two per item)."""
-    from hmxfeel_mlx.evals import scoring
-    from hmxfeel_mlx.evals.scoring import score_follow_up
+    from hmxfeel_mlx.evals.axes import scoring
+    from hmxfeel_mlx.evals.axes.scoring import score_follow_up
 
     tok, model = tiny.tokenizer, tiny.model
     if template == "rewriting":

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from test_frozen_blocks import tiny
 
-from hmxfeel_mlx.evals import scoring
+from hmxfeel_mlx.evals.axes import scoring
 from hmxfeel_mlx.models import completions as C
 from hmxfeel_mlx.models import generation as G
 

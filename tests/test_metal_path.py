@@ -319,7 +319,7 @@ def forced_reply(tok, text: str):
 
 
 def test_the_evaluation_reads_replies_without_thinking(base, monkeypatch):
-    from hmxfeel_mlx.evals.axes import EvalContext, generate_replies, user_prompt
+    from hmxfeel_mlx.evals.axes.core import EvalContext, generate_replies, user_prompt
     from hmxfeel_mlx.evals.metrics import extract_yes_no
 
     tok = base.tokenizer

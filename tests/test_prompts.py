@@ -62,7 +62,7 @@ def test_shipped_questions_counts_and_ids():
 
 
 def test_probe_questions_are_held_out_and_follow_the_eval_questions_on_the_feeling_axis(tmp_path):
-    from hmxfeel_mlx.evals.axes_gen import _load_feeling
+    from hmxfeel_mlx.evals.axes.generation import _load_feeling
     from hmxfeel_mlx.training.config import resolve_config
 
     qs = P.load_questions()

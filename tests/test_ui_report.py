@@ -13,7 +13,7 @@ from rich.console import Console
 
 from hmxfeel_mlx.cli import cli
 from hmxfeel_mlx.errors import HmxError
-from hmxfeel_mlx.evals.axes import EVAL_SCHEMA
+from hmxfeel_mlx.evals.axes.core import EVAL_SCHEMA
 from hmxfeel_mlx.evals.compare import compare, headline_lines
 from hmxfeel_mlx.evals.stats import newcombe_paired_ci
 from hmxfeel_mlx.ui.report import collect, report

@@ -22,7 +22,7 @@ from rich.console import Console
 
 from hmxfeel_mlx.cli import cli
 from hmxfeel_mlx.errors import HmxError
-from hmxfeel_mlx.evals.axes import EVAL_SCHEMA
+from hmxfeel_mlx.evals.axes.core import EVAL_SCHEMA
 from hmxfeel_mlx.evals.compare import compare, read_eval
 from hmxfeel_mlx.experiment import manipulation
 from hmxfeel_mlx.experiment.manipulation import check_files

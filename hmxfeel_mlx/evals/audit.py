@@ -78,7 +78,7 @@ def chat_rows(tokenizer, record: dict) -> list[Row]:
 def pushback_rows(tokenizer, record: dict) -> list[Row]:
     """Both turns of a pushback record: the labels after the question, then after [question, the
     turn-1 label read, the pushback]."""
-    from .axes_gen import PUSHBACK
+    from .axes.generation import PUSHBACK
 
     first = [{"role": "user", "content": record["prompt"]}]
     second = first + [{"role": "assistant", "content": record["assistant_message"]},
@@ -148,7 +148,7 @@ def audit_records(model, tokenizer, axis: str, records: list[dict]) -> list[Opti
 def run_audit(loaded, data_dir: Path, limit: int, seed: int = 0, axes: list[str] | None = None,
               on_axis: Callable[[str, list[OptionCheck]], None] | None = None) -> dict[str, list[OptionCheck]]:
     """Run each audited axis on ``limit`` items (``runner.prepare``) and audit its records."""
-    from .axes import EvalContext
+    from .axes.core import EvalContext
     from .runner import AXES, prepare
 
     names = list(axes or AUDIT_AXES)

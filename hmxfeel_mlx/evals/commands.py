@@ -11,7 +11,7 @@ import math
 
 import click
 
-from .axes import AXIS_ORDER
+from .axes.core import AXIS_ORDER
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 

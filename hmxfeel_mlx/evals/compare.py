@@ -43,7 +43,7 @@ from typing import Any, Sequence
 
 from ..errors import HmxError
 from . import stats
-from .axes import AXIS_ORDER, EVAL_SCHEMA, clean
+from .axes.core import AXIS_ORDER, EVAL_SCHEMA, clean
 from .item_pairs import Unpaired, item_values, pair_items, records_of
 
 CONDITIONS = ("base", "forward", "reverse")

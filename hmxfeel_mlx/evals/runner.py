@@ -32,12 +32,12 @@ from typing import Any, Callable, Sequence
 
 from ..errors import HmxError
 from ..runfolder import write_json_atomic
-from .axes import AXIS_ORDER, EVAL_SCHEMA, GEN_TOKENS, Axis, AxisResult, EvalContext, check_axes, clean
-from .axes_drift import DRIFT
-from .axes_gen import GEN_AXES
-from .axes_mc import MC_AXES
-from .hub import sha256_file
-from .sources import DATA_ENV, HubData, hub_data, resolve_data_dir  # noqa: F401 (DATA_ENV: part of the API)
+from .axes.choice import MC_AXES
+from .axes.core import AXIS_ORDER, EVAL_SCHEMA, GEN_TOKENS, Axis, AxisResult, EvalContext, check_axes, clean
+from .axes.drift import DRIFT
+from .axes.generation import GEN_AXES
+from .datasets.hub import sha256_file
+from .datasets.sources import DATA_ENV, HubData, hub_data, resolve_data_dir  # noqa: F401 (DATA_ENV: part of the API)
 
 AXES: dict[str, Axis] = {name: {**MC_AXES, **GEN_AXES, "drift": DRIFT}[name] for name in AXIS_ORDER}
 CONFIG_AXES = ("feeling", "drift")  # axes that sample as the run trains (its temperature, tokens, system prompt)
@@ -159,7 +159,7 @@ def evaluate(target: str, axes: str | Sequence[str] | None = "all", limit: int |
     """Evaluate TARGET (a model spec or a run folder) on ``axes``; write and return the result.
 
     Data: ``data_dir``, else ``$HMX_MLX_DATA``, else the Hugging Face cache at the
-    pinned revisions (``revision_file`` replaces pins; see ``evals.sources``).
+    pinned revisions (``revision_file`` replaces pins; see ``evals.datasets.sources``).
     ``resume``: when ``out`` already holds an evaluation of the same target, axes, limit, seed
     and data files (an interrupted one), its finished axes are kept (``on_skip`` is called with
     each) and only the others run.

@@ -1,7 +1,7 @@
 """Asking the same prompts again from their first prefill.
 
 EQ-Bench asks a question up to three times, at rising temperatures, until its answer parses
-(``evals.axes_gen``). Every attempt reads the same prompt, and on the CPU backend the prompt
+(``evals.axes.generation``). Every attempt reads the same prompt, and on the CPU backend the prompt
 (~440 tokens of dialogue and instructions) is ~85% of an attempt's cost against 60 new tokens.
 ``sample_attempts`` prefills the prompts once, keeps their cache and last logits, and decodes
 each attempt from a copy of the rows still asking (``fork``): attempts after the first cost

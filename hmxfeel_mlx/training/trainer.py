@@ -57,11 +57,12 @@ from ..errors import HmxError
 from ..locks import folder_lock
 from ..models.backend import device_name
 from ..models.completions import completion_logprobs, pad_id
-from ..models.completions import make_completion_batch as make_update_batch  # noqa: F401  (evals.scoring imports both)
+from ..models.completions import make_completion_batch as make_update_batch  # noqa: F401  (evals.axes.scoring imports both)
 from ..models.generation import PrefixStore
 from ..models.loading import LoadedModel
 from ..runfolder import RunPaths, append_jsonl, read_json, read_jsonl, rewrite_jsonl, write_json_atomic
-from . import grpo, selection
+from . import grpo
+from . import selection
 from .calibration import CALIBRATION_FILE, CalibrationResult, judge_check, load_calibration_result, save_calibration
 from .checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from .config import TrainConfig

@@ -3,7 +3,7 @@
 1. ``--data-dir DIR``: a folder in the shared layout (bbq/, mmlu/, ...), for every axis;
 2. ``$HMX_MLX_DATA``: the same, from the environment;
 3. the Hugging Face cache filled by `hmx-mlx data pull`, per benchmark at its pinned
-   revision (``evals.hub``); a benchmark not cached yet is downloaded first unless
+   revision (``hub``); a benchmark not cached yet is downloaded first unless
    huggingface-hub is offline (``HF_HUB_OFFLINE=1``). A benchmark with no Hub copy
    (BigToM) is read from its upstream file in ``hub.local_dir()``.
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from ..errors import HmxError
+from ...errors import HmxError
 from .hub import BenchmarkState, HubUnreachable, describe_missing, for_axis, inspect, load_benchmarks, offline, pull
 
 DATA_ENV = "HMX_MLX_DATA"  # environment variable naming a benchmark data folder

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ..errors import HmxError
+from ...errors import HmxError
 from .tables import TableFormat, count_rows
 
 DATA_FILE = Path(__file__).resolve().parent.parent / "data" / "datasets.json"
@@ -163,7 +163,7 @@ def revision_file_path(revision_file: str | Path | None) -> Path | None:
 
 def load_benchmarks(revision_file: str | Path | None = None) -> dict[str, Benchmark]:
     """Every benchmark of the package data file, with a revision file's entries applied key by key."""
-    from .axes import AXIS_ORDER
+    from ..axes.core import AXIS_ORDER
 
     entries = dict(_read_json(DATA_FILE, "package data file")["benchmarks"])
     sources = dict.fromkeys(entries, str(DATA_FILE))
@@ -179,7 +179,7 @@ def load_benchmarks(revision_file: str | Path | None = None) -> dict[str, Benchm
 
 def select(names: Iterable[str] | str | None, benchmarks: dict[str, Benchmark]) -> list[Benchmark]:
     """Benchmarks named directly or through an axis that reads them ("all" or nothing = every one)."""
-    from .axes import AXIS_ORDER
+    from ..axes.core import AXIS_ORDER
 
     wanted = [n.strip() for n in (names.split(",") if isinstance(names, str) else names or []) if n.strip()]
     if not wanted or "all" in wanted:
@@ -246,7 +246,7 @@ def remove_cached(path: Path) -> None:
 # ------------------------------------------------------------------- cache state
 def local_dir() -> Path:
     """Where upstream files fetched by the user go: <hmxfeel_mlx cache>/data/<benchmark>/<file>."""
-    from ..models.registry import cache_dir
+    from ...models.registry import cache_dir
 
     return cache_dir() / "data"
 

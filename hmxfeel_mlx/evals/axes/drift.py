@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from . import datasets as D
-from .axes import Axis, AxisResult, EvalContext, MetricSpec
-from .datasets import GenItem
-from .protocols import protocol_settings
+from ..datasets import loaders as D
+from ..datasets.items import AXIS_FILES, GenItem
+from ..protocols import protocol_settings
+from .core import Axis, AxisResult, EvalContext, MetricSpec
 
 DEFAULT_ITEMS = 50  # per kind (general prompts, reference answers) when --limit is not given
 
@@ -58,9 +58,9 @@ def _load(d: Path, limit: int | None, seed: int, _cfg: Any) -> list[GenItem]:
 
 
 def _files(d: Path, _cfg: Any) -> list[Path]:
-    return [Path(d) / "mmlu" / D.AXIS_FILES["mmlu"]["files"][0],
-            Path(d) / "truthfulqa" / D.AXIS_FILES["truthfulqa_mc1"]["files"][0],
-            Path(d) / "gsm8k" / D.AXIS_FILES["gsm8k"]["files"][0]]
+    return [Path(d) / "mmlu" / AXIS_FILES["mmlu"]["files"][0],
+            Path(d) / "truthfulqa" / AXIS_FILES["truthfulqa_mc1"]["files"][0],
+            Path(d) / "gsm8k" / AXIS_FILES["gsm8k"]["files"][0]]
 
 
 def _mean(values: list[float]) -> float:
@@ -74,13 +74,13 @@ def _se(values: list[float]) -> float:
 
 
 def _run(ctx: EvalContext, items: list[GenItem]) -> AxisResult:
-    from ..models.completions import pad_id
-    from ..training.divergence import kl_rows
-    from ..training.judge import lora_disabled
-    from ..training.prompts import Question
-    from ..training.rollout import sample_rollout
-    from ..training.trainer import step_key
-    from .axes import user_prompt
+    from ...models.completions import pad_id
+    from ...training.divergence import kl_rows
+    from ...training.judge import lora_disabled
+    from ...training.prompts import Question
+    from ...training.rollout import sample_rollout
+    from ...training.trainer import step_key
+    from .core import user_prompt
     from .scoring import option_logprobs
 
     start = time.perf_counter()

@@ -15,17 +15,17 @@ reverse models see identical prompts whatever system prompt a run trained with;
 the one exception is a system message the benchmark's reference protocol itself
 sets (MMLU's description, BigToM's instruction: ``MCItem.system``).
 - Multiple choice: each option is scored as the assistant's reply text by its
-  log-likelihood (``evals.scoring``; the rendered prompt ends with the assistant
+  log-likelihood (``evals.axes.scoring``; the rendered prompt ends with the assistant
   header, so the option follows it with no extra space), after the reply prefix a
   protocol prefills (``MCItem.reply_prefix``, e.g. BigToM's "Answer:"); the
   prediction is the option with the highest score, the first on ties. Options are
-  answer texts or labels ("A", "(A)", "a)"); see ``axes_mc`` for each axis's choice
+  answer texts or labels ("A", "(A)", "a)"); see ``choice`` for each axis's choice
   and normalisation (sum of log-probs, or mean per token for answer texts of
   different lengths).
 - Generation: greedy (temperature 0), batched (``generation.generate_batch``), a
   per-axis token budget (``GEN_TOKENS``), the reply decoded without EOS or a thinking
   block (``chat.reply_text``). A reply
-  ends early once its answer is complete (``axes_gen.GEN_STOPS``): HaluEval once it starts
+  ends early once its answer is complete (``generation.GEN_STOPS``): HaluEval once it starts
   with Yes/No, GSM8K after its "#### <number>" line. EQ-Bench follows its reference
   (v2.1): up to 3 sampled attempts of 60 tokens at its temperatures, no stop rule.
 """
@@ -39,9 +39,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import HmxError
-from ..models.chat import render_prompt, reply_text
-from .datasets import AXIS_FILES, MCItem
+from ...errors import HmxError
+from ...models.chat import render_prompt, reply_text
+from ..datasets.items import AXIS_FILES, MCItem
 
 EVAL_SCHEMA = "hmxfeel_mlx.eval/1"  # the "schema" field of every result file
 # The order of the issue's list; `--axes all` runs them in this order.
@@ -162,7 +162,7 @@ def score_mc(ctx: EvalContext, items: Sequence[MCItem], normalisation: str) -> t
 
     if normalisation not in ("sum", "mean"):
         raise ValueError(f"normalisation must be 'sum' or 'mean' (got {normalisation!r})")
-    from ..distributed.sharding import map_items
+    from ...distributed.sharding import map_items
 
     def score(share: range) -> list[list]:
         contexts, options = [], []
@@ -206,7 +206,7 @@ def generate_replies(ctx: EvalContext, prompts: Sequence[str], max_tokens: int,
     ends a reply early when its answer is complete (``stopped``); ``loop_stop`` also ends
     one caught in a repetition loop (``generation.repetition_loop``; ``stopped`` and ``loop``).
     """
-    from ..models.generation import generate_batch, repetition_loop
+    from ...models.generation import generate_batch, repetition_loop
 
     tok = ctx.tokenizer
     ids = [list(tok.encode(p, add_special_tokens=False)) for p in prompts]
@@ -216,7 +216,7 @@ def generate_replies(ctx: EvalContext, prompts: Sequence[str], max_tokens: int,
     def stop(toks: list[int]) -> bool:
         return (stop_text is not None and stop_text(reply_text(tok, toks))) or (loop_stop and repetition_loop(toks))
 
-    from ..distributed.sharding import map_chunks, map_items
+    from ...distributed.sharding import map_chunks, map_items
 
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     rule = stop if stop_text is not None or loop_stop else None
@@ -236,7 +236,7 @@ def generate_replies(ctx: EvalContext, prompts: Sequence[str], max_tokens: int,
         keys = mx.random.split(key, -(-len(ids) // size))
         gens = map_chunks(ctx.world, len(keys), lambda c: run(sorted_ids[c * size : (c + 1) * size], keys[c]))
     elif temperature > 0:  # one batch, one key: its draws are shared by its rows, so one rank samples it
-        from ..distributed.collectives import broadcast_object
+        from ...distributed.collectives import broadcast_object
 
         gens = broadcast_object(run(sorted_ids, key) if ctx.world.main else None, ctx.world)
     else:
@@ -262,10 +262,10 @@ def generate_attempts(ctx: EvalContext, prompts: Sequence[str], max_tokens: int,
     the chunk's first prefill (``models.attempts``)."""
     import mlx.core as mx
 
-    from ..distributed.collectives import broadcast_object
-    from ..distributed.sharding import map_chunks
-    from ..models.attempts import sample_attempts
-    from ..models.backend import cpu_speedups
+    from ...distributed.collectives import broadcast_object
+    from ...distributed.sharding import map_chunks
+    from ...models.attempts import sample_attempts
+    from ...models.backend import cpu_speedups
 
     tok = ctx.tokenizer
     ids = [list(tok.encode(p, add_special_tokens=False)) for p in prompts]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import HmxError
+from ...errors import HmxError
 
 FORMATS = ("parquet", "jsonl", "json", "csv")
 _SUFFIXES = {".parquet": "parquet", ".jsonl": "jsonl", ".json": "json", ".csv": "csv"}

@@ -15,7 +15,7 @@ import csv
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .datasets import MCItem, _bad, _file, _get, _rows, _shuffle_choices, _take
+from .items import MCItem, _bad, _file, _get, _rows, _shuffle_choices, _take
 from .tables import is_parquet
 
 

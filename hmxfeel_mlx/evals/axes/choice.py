@@ -25,12 +25,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import datasets as D
-from . import truthfulqa as TQA
-from . import metrics as M
-from .axes import MC_PROMPT, Axis, AxisResult, EvalContext, MetricSpec, folder_files, score_mc
-from .datasets import MCItem
-from .protocols import prompt_text, protocol_settings
+from .. import metrics as M
+from ..datasets import loaders as D
+from ..datasets import truthfulqa as TQA
+from ..datasets.items import AXIS_FILES, MCItem
+from ..protocols import prompt_text, protocol_settings
+from .core import MC_PROMPT, Axis, AxisResult, EvalContext, MetricSpec, folder_files, score_mc
 
 MEAN = "mean log-prob per option token"
 SUM = "sum of option-token log-probs"
@@ -120,7 +120,7 @@ def _bbq_runner(cond: str):
 
 
 def _bbq_files(d: Path, _cfg: Any) -> list[Path]:
-    return sorted(Path(d).glob("*.jsonl")) or [Path(d) / D.AXIS_FILES["bbq"]["files"][0]]
+    return sorted(Path(d).glob("*.jsonl")) or [Path(d) / AXIS_FILES["bbq"]["files"][0]]
 
 
 # The bias score is signed (ideal 0, negative = counter-stereotypical), so neither direction
@@ -192,7 +192,7 @@ def _run_tqa(ctx: EvalContext, items: list[MCItem]) -> AxisResult:
 
 
 def _tqa_files(d: Path, _cfg: Any) -> list[Path]:
-    return [Path(d) / f for key in ("truthfulqa_mc1", "truthfulqa_mc2") for f in D.AXIS_FILES[key]["files"]]
+    return [Path(d) / f for key in ("truthfulqa_mc1", "truthfulqa_mc2") for f in AXIS_FILES[key]["files"]]
 
 
 TRUTHFULQA = Axis(

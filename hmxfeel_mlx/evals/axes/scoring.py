@@ -36,7 +36,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import mlx.core as mx
 import numpy as np
 
-from ..models.cpu_kernels import inference
+from ...models.cpu_kernels import inference
 
 
 @dataclass
@@ -109,7 +109,7 @@ def _groups(pairs: list[ScoredPair]) -> list[list[int]]:
 
 
 def _simple(model, pairs: list[ScoredPair], pad_id: int, batch_rows: int) -> None:
-    from ..training.trainer import completion_logprobs, make_update_batch
+    from ...training.trainer import completion_logprobs, make_update_batch
 
     for s in range(0, len(pairs), batch_rows):
         chunk = pairs[s : s + batch_rows]
@@ -125,7 +125,7 @@ def _prefix_cache(model, prefix: list[int]):
     """The KV cache of ``prefix`` (batch 1), or None when the model's caches are not plain KVCache."""
     from mlx_lm.models.cache import KVCache, make_prompt_cache
 
-    from ..models.generation import forward_hidden
+    from ...models.generation import forward_hidden
 
     head = make_prompt_cache(model)
     if not all(type(c) is KVCache for c in head):
@@ -140,7 +140,7 @@ def _shared(model, packed: list[tuple[list, int, list[ScoredPair]]]) -> None:
     option[:-1], padded between prefix and suffix; the contexts' caches are joined
     (right-aligned, the columns left of a shorter context masked out); the logits at
     the suffix's real columns predict the option's tokens."""
-    from ..models.generation import _shared_prefix_cache_class, cache_class, forward_hidden, left_pad, output_logits
+    from ...models.generation import _shared_prefix_cache_class, cache_class, forward_hidden, left_pad, output_logits
 
     rows = [p for _, _, group in packed for p in group]
     x, pads = left_pad([[last] + p.option_ids[:-1] for _, last, group in packed for p in group])
@@ -268,7 +268,7 @@ def _score_rows(model, groups: list[tuple[list | None, list[ScoredPair]]], pad_i
 def _two_turns(model, tokenizer, chunk: list[int], first: list[list[ScoredPair]], options: Sequence[Sequence[str]],
                follow_up: Callable[[int, list[float]], str], batch_rows: int, share_prefix: bool,
                out: list) -> None:
-    from ..models.generation import forward_hidden
+    from ...models.generation import forward_hidden
 
     pad = _pad_id(tokenizer)
     heads = {i: _head(model, first[i], share_prefix) for i in chunk}

@@ -35,7 +35,7 @@ def pull_command(names, revision_file):
     Names are benchmarks (bbq, mmlu, ...) or axes (bbq_ambig, sycophancy_pushback, ...).
     Exits non-zero when some benchmark is not available afterwards, saying what to do.
     """
-    from ..errors import HmxError
+    from ...errors import HmxError
     from .hub import load_benchmarks, pull, select
 
     benchmarks = select(names, load_benchmarks(revision_file))
