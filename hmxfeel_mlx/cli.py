@@ -306,8 +306,10 @@ JUDGE_CHECK_COLUMNS = ("mode", "ROC-AUC", "Spearman", "raw human", "raw neutral"
 @click.option("--template", default=None, help="Judge template variant ('', short, fewshot) or a file; default: the model's preset.")
 @click.option("--direction", type=click.Choice(["forward", "reverse"]), default="forward", show_default=True)
 @click.option("--calibration", type=click.Path(path_type=str), default=None, help="Calibration JSONL (default hmxfeel_mlx/prompts/).")
+@click.option("--words", type=click.IntRange(0), default=None,
+              help="The judge reads each reply's first N words (0 = whole replies); default: the model's preset, as its runs do.")
 @format_option
-def judge_check(model, modes, template, direction, calibration, fmt):
+def judge_check(model, modes, template, direction, calibration, words, fmt):
     """Score the labelled calibration set: ROC-AUC and Spearman per mode, and the map from the
     judge's raw score to the rubric's scale (machine-like 0, neutral 5, human-like 10) with its fit."""
     from pathlib import Path
@@ -318,13 +320,15 @@ def judge_check(model, modes, template, direction, calibration, fmt):
     from .training.heldout import load_template
     from .training.prompts import load_calibration
 
-    variant = template if template is not None else model_preset(model).get("judge_template", "")
+    preset = model_preset(model)
+    variant = template if template is not None else preset.get("judge_template", "")
+    words = words if words is not None else int(preset.get("judge_words", 0))
     tmpl = load_template(direction, variant)
     rows = load_calibration(Path(calibration) if calibration else None)
     loaded = load_model(model)
     out, maps = [], []
     for mode in modes or ("text", "logprob"):
-        r = run_check(loaded.model, loaded.tokenizer, tmpl, rows, mode, template_name=variant or "default")
+        r = run_check(loaded.model, loaded.tokenizer, tmpl, rows, mode, template_name=variant or "default", max_words=words)
         raw, cal = r.mean_by_label, r.mean_calibrated
         cells = (mode, f"{r.auc:.3f}", f"{r.spearman:.3f}", f"{raw['human']:.2f}", f"{raw['neutral']:.2f}",
                  f"{raw['machine']:.2f}", f"{cal['human']:.2f}", f"{cal['neutral']:.2f}", f"{cal['machine']:.2f}",
@@ -335,7 +339,8 @@ def judge_check(model, modes, template, direction, calibration, fmt):
                     f"{r.scale.intercept:.4f})" + (f"\n  warning: {r.warning}" if r.warning else ""))
     notes = ["map (logistic, fitted to the anchors machine-like 0 / neutral 5 / human-like 10"
              + (", mirrored for the reverse rubric" if direction == "reverse" else "") + "):", *maps]
-    title = f"judge-check {loaded.name} ({direction} rubric, template '{variant or 'default'}', {len(rows)} rows)"
+    reads = f"first {words} words" if words else "whole replies"
+    title = f"judge-check {loaded.name} ({direction} rubric, template '{variant or 'default'}', {reads}, {len(rows)} rows)"
     print_rows(out, JUDGE_CHECK_COLUMNS, fmt, title=title, right=JUDGE_CHECK_COLUMNS[1:], notes=notes)
 
 

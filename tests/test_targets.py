@@ -108,6 +108,30 @@ def test_heldout_shows_its_progress_on_stderr(tiny_run):
     assert result.stdout.startswith(f"{tiny_run.name}/step_1: held-out score ")  # the result alone on stdout
 
 
+def test_judge_check_reads_as_many_words_as_the_presets_runs(tiny_model_dir, monkeypatch):
+    # a run's judge reads its preset's judge_words, and fits its scale on them: judge-check must too
+    from hmxfeel_mlx.models.loading import load_model
+    from hmxfeel_mlx.training import config as config_module
+    from hmxfeel_mlx.training.calibration import judge_check
+    from hmxfeel_mlx.training.heldout import load_template
+    from hmxfeel_mlx.training.prompts import load_calibration
+
+    monkeypatch.setattr(config_module, "model_preset", lambda model: {"judge_words": 3})
+    args = ["judge-check", str(tiny_model_dir), "--mode", "logprob", "--calibration", SMALL_CALIBRATION,
+            "--format", "json"]
+    loaded, rows = load_model(str(tiny_model_dir)), load_calibration(Path(SMALL_CALIBRATION))
+    direct = {w: judge_check(loaded.model, loaded.tokenizer, load_template("forward", ""), rows, "logprob",
+                             max_words=w).scale.slope for w in (0, 3)}
+    assert direct[0] != pytest.approx(direct[3], rel=1e-6)  # the test can tell the two apart
+    preset = CliRunner().invoke(cli, args)
+    assert preset.exit_code == 0, preset.output
+    assert json.loads(preset.output)[0]["slope"] == pytest.approx(direct[3], rel=1e-6)
+    whole = CliRunner().invoke(cli, [*args, "--words", "0"])
+    assert json.loads(whole.output)[0]["slope"] == pytest.approx(direct[0], rel=1e-6)
+    table = CliRunner().invoke(cli, args[:-2])
+    assert "first 3 words" in table.output
+
+
 def test_judge_check_table_is_whole_when_piped_and_has_formats(tiny_model_dir):
     args = ["judge-check", str(tiny_model_dir), "--mode", "logprob", "--calibration", SMALL_CALIBRATION]
     table = CliRunner().invoke(cli, args)
