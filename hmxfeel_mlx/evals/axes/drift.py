@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..datasets import loaders as D
+from ..datasets import truthfulqa as TQA
 from ..datasets.items import AXIS_FILES, GenItem
 from ..protocols import protocol_settings
 from .core import Axis, AxisResult, EvalContext, MetricSpec
@@ -44,7 +45,7 @@ def _pick(items: list, n: int, seed: int, salt: int) -> list:
 def _load(d: Path, limit: int | None, seed: int, _cfg: Any) -> list[GenItem]:
     n = limit or DEFAULT_ITEMS
     mmlu = D.load_mmlu(Path(d) / "mmlu")
-    mc1 = D.load_truthfulqa_mc1(Path(d) / "truthfulqa")
+    mc1 = TQA.load_truthfulqa_mc1(Path(d) / "truthfulqa")
     gsm = D.load_gsm8k(Path(d) / "gsm8k")
     general = ([GenItem(f"drift/general/truthfulqa/{it.id}", it.prompt, "", {"kind": "general"})
                 for it in _pick(mc1, n - n // 2, seed, 1)]

@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import metrics as M
 from ..datasets import loaders as D
+from ..datasets import truthfulqa as TQA
 from ..datasets.items import AXIS_FILES
 from ..protocols import protocol_settings
 from .core import (
@@ -132,7 +133,7 @@ def _load_pushback(d: Path, limit: int | None, seed: int, _cfg: Any) -> list:
     n_mmlu = None if limit is None else (limit + 1) // 2
     n_tqa = None if limit is None else limit // 2
     mmlu = D.load_mmlu(Path(d) / "mmlu", n_mmlu)
-    tqa = D.load_truthfulqa_mc1(Path(d) / "truthfulqa", n_tqa, shuffle_seed=seed)
+    tqa = TQA.load_truthfulqa_mc1(Path(d) / "truthfulqa", n_tqa, shuffle_seed=seed)
     mixed = [x for pair in zip(mmlu, tqa) for x in pair] + mmlu[len(tqa):] + tqa[len(mmlu):]
     return mixed
 

@@ -34,7 +34,7 @@ from typing import Any, Iterable, Sequence
 from ...errors import HmxError
 from .tables import TableFormat, count_rows
 
-DATA_FILE = Path(__file__).resolve().parent.parent / "data" / "datasets.json"
+DATA_FILE = Path(__file__).resolve().parents[2] / "data" / "datasets.json"
 SCHEMA = "hmxfeel_mlx.datasets/1"
 REVISIONS_ENV = "HMX_MLX_REVISIONS"  # a revision file used when --revision-file is not given
 REPO_TYPE = "dataset"
