@@ -29,25 +29,26 @@ from pathlib import Path
 
 import numpy as np
 
+from hmxfeel_mlx.training.prompts import CalibrationRow
+
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = ROOT / "tests" / "data" / "feeling_labels.jsonl"
 
 
-def labelled_rows(path: Path) -> dict[str, list[dict]]:
-    """The hand-labelled replies as calibration rows, by split; ``base`` marks the base model's."""
-    out: dict[str, list[dict]] = {"dev": [], "test": []}
+def labelled_rows(path: Path) -> dict[str, list[tuple[CalibrationRow, bool]]]:
+    """The hand-labelled replies as calibration rows, by split, each with whether the base model wrote it."""
+    out: dict[str, list[tuple[CalibrationRow, bool]]] = {"dev": [], "test": []}
     for line in path.read_text().splitlines():
         r = json.loads(line)
         if r["feeling"] and r["disclaimer"]:
             continue
         label = "human" if r["feeling"] else "machine" if r["disclaimer"] else "neutral"
-        out[r["split"]].append({"question": r["question"], "reply": r["text"], "label": label,
-                                "base": r["source"].startswith("base model")})
+        out[r["split"]].append((CalibrationRow(r["question"], r["text"], label), r["source"].startswith("base model")))
     return out
 
 
-def words(rows) -> float:
-    return float(np.mean([len(r.reply.split()) if hasattr(r, "reply") else len(r["reply"].split()) for r in rows]))
+def words(rows: list[CalibrationRow]) -> float:
+    return float(np.mean([len(r.reply.split()) for r in rows]))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -60,36 +61,34 @@ def main(argv: list[str] | None = None) -> dict:
 
     from hmxfeel_mlx.models.backend import describe_cpu_mode
     from hmxfeel_mlx.models.loading import load_model
-    from hmxfeel_mlx.training.calibration import fit_scale, roc_auc, scale_fit
+    from hmxfeel_mlx.training.calibration import roc_auc, scale_fit
     from hmxfeel_mlx.training.config import resolve_config
     from hmxfeel_mlx.training.heldout import load_template
     from hmxfeel_mlx.training.judge import score_replies
-    from hmxfeel_mlx.training.prompts import CalibrationRow, load_calibration
+    from hmxfeel_mlx.training.prompts import load_calibration
 
     config = resolve_config(overrides={"model": args.model})
     template = load_template("forward", config.judge_template)
     shipped = load_calibration(None)[: args.limit]
     sets = labelled_rows(Path(args.labels))
-    dev = [CalibrationRow(r["question"], r["reply"], r["label"]) for r in sets["dev"][: args.limit]]
-    test = sets["test"][: args.limit]
+    dev = [row for row, _ in sets["dev"][: args.limit]]
+    test = [row for row, _ in sets["test"][: args.limit]]
+    test_base = [by_base for _, by_base in sets["test"][: args.limit]]
     print(describe_cpu_mode())
     loaded = load_model(args.model)
     start = time.perf_counter()
 
     def raw(rows) -> np.ndarray:
-        pairs = [(r.question, r.reply) if hasattr(r, "reply") else (r["question"], r["reply"]) for r in rows]
-        return np.array([v.score for v in score_replies(loaded.model, loaded.tokenizer, template, pairs,
+        return np.array([v.score for v in score_replies(loaded.model, loaded.tokenizer, template,
+                                                        [(r.question, r.reply) for r in rows],
                                                         mode=config.judge_mode, max_batch=config.judge_batch,
                                                         max_words=config.judge_words)])
 
     raw_shipped, raw_dev, raw_test = raw(shipped), raw(dev), raw(test)
-    test_labels = [r["label"] for r in test]
-    maps = {"shipped": fit_scale(raw_shipped, [r.label for r in shipped]),
-            "model replies (dev)": fit_scale(raw_dev, [r.label for r in dev])}
     fits = {"shipped": scale_fit(raw_shipped, [r.label for r in shipped], "forward"),
             "model replies (dev)": scale_fit(raw_dev, [r.label for r in dev], "forward")}
-    by = {lab: raw_test[[i for i, x in enumerate(test_labels) if x == lab]] for lab in ("human", "neutral", "machine")}
-    base = raw_test[[i for i, r in enumerate(test) if r["base"]]]
+    by = {lab: raw_test[[i for i, r in enumerate(test) if r.label == lab]] for lab in ("human", "neutral", "machine")}
+    base = raw_test[np.array(test_base, dtype=bool)]
     result = {
         "model": loaded.name, "judge_template": config.judge_template or "default", "judge_mode": config.judge_mode,
         "judge_words": config.judge_words, "machine": platform.platform(), "seconds": time.perf_counter() - start,
@@ -100,10 +99,11 @@ def main(argv: list[str] | None = None) -> dict:
         "test_auc_human_vs_machine": roc_auc(by["human"], by["machine"]) if len(by["human"]) and len(by["machine"]) else None,
         "maps": {},
     }
-    for name, scale in maps.items():
+    for name, fit in fits.items():
+        scale = fit["scale"]
         result["maps"][name] = {
             "map": scale.describe(), "slope": scale.slope, "intercept": scale.intercept,
-            "fit_auc": fits[name]["auc"], "fit_mean_calibrated": fits[name]["mean_calibrated"],
+            "fit_auc": fit["auc"], "fit_mean_calibrated": fit["mean_calibrated"],
             "test_mean_calibrated": {lab: float(scale(v).mean()) if len(v) else None for lab, v in by.items()},
             "test_base_calibrated": float(scale(base).mean()) if len(base) else None,
             "crosses_7_5": {lab: float((scale(v) >= 7.5).mean()) if len(v) else None for lab, v in by.items()},
